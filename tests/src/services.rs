@@ -1,0 +1,250 @@
+//! The real test services: where `ops/test` started them, read from environment variables.
+//!
+//! Each accessor panics, failing the test that called it, with a message that names the missing
+//! service, the variable and the command that starts it. A test never passes without its service.
+
+use std::path::PathBuf;
+
+use object_store::ObjectStore;
+use std::sync::Arc;
+use stowage_storage::{AzureAuth, Location, LocationKind, Secret};
+
+use crate::gcs_xml::GcsXmlProxy;
+
+/// How to start the services, for the failure messages.
+const START_HINT: &str = "start them with `./ops/test-services up` and load their addresses with \
+     `source target/test-services/env`, or run the whole suite with `./ops/test`";
+
+fn required(service: &str, variable: &str) -> String {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => value,
+        _ => panic!(
+            "test service {service} is not available: {variable} is not set; {START_HINT} \
+             (see docs/testing.md)"
+        ),
+    }
+}
+
+/// An S3-compatible server.
+#[derive(Debug, Clone)]
+pub struct S3Service {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// A bucket created by the start script.
+    pub bucket: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl S3Service {
+    /// A location in this server's bucket under `prefix`.
+    pub fn location(&self, prefix: &str) -> Location {
+        Location {
+            kind: LocationKind::S3 {
+                bucket: self.bucket.clone(),
+                region: "us-east-1".into(),
+                endpoint: Some(self.endpoint.clone()),
+                path_style: true,
+                access_key_id: self.access_key_id.clone(),
+                secret_access_key: Secret::new(self.secret_access_key.clone()),
+            },
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// moto: the S3 server with faithful semantics (versioning, conditional writes); accepts any key.
+pub fn moto() -> S3Service {
+    let service = "S3 (moto)";
+    S3Service {
+        endpoint: required(service, "STOWAGE_TEST_S3_ENDPOINT"),
+        bucket: required(service, "STOWAGE_TEST_S3_BUCKET"),
+        access_key_id: required(service, "STOWAGE_TEST_S3_ACCESS_KEY"),
+        secret_access_key: required(service, "STOWAGE_TEST_S3_SECRET_KEY"),
+    }
+}
+
+/// s3s-fs: the S3 server that verifies SigV4 signatures, to catch signing bugs.
+pub fn s3s() -> S3Service {
+    let service = "S3 with signature checks (s3s-fs)";
+    S3Service {
+        endpoint: required(service, "STOWAGE_TEST_S3S_ENDPOINT"),
+        bucket: required(service, "STOWAGE_TEST_S3S_BUCKET"),
+        access_key_id: required(service, "STOWAGE_TEST_S3S_ACCESS_KEY"),
+        secret_access_key: required(service, "STOWAGE_TEST_S3S_SECRET_KEY"),
+    }
+}
+
+/// Azurite, the Azure Blob emulator.
+#[derive(Debug, Clone)]
+pub struct AzuriteService {
+    /// `http://127.0.0.1:PORT/ACCOUNT`.
+    pub endpoint: String,
+    /// The storage account (`devstoreaccount1`).
+    pub account: String,
+    /// The account's shared key.
+    pub key: String,
+    /// A container created by the start script.
+    pub container: String,
+}
+
+impl AzuriteService {
+    /// A location in this emulator's container under `prefix`.
+    pub fn location(&self, prefix: &str) -> Location {
+        Location {
+            kind: LocationKind::Azure {
+                account: self.account.clone(),
+                container: self.container.clone(),
+                auth: AzureAuth::AccessKey(Secret::new(self.key.clone())),
+                endpoint: Some(self.endpoint.clone()),
+            },
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// Azurite (Azure Blob).
+pub fn azurite() -> AzuriteService {
+    let service = "Azure Blob (Azurite)";
+    AzuriteService {
+        endpoint: required(service, "STOWAGE_TEST_AZURITE_ENDPOINT"),
+        account: required(service, "STOWAGE_TEST_AZURITE_ACCOUNT"),
+        key: required(service, "STOWAGE_TEST_AZURITE_KEY"),
+        container: required(service, "STOWAGE_TEST_AZURITE_CONTAINER"),
+    }
+}
+
+/// fake-gcs-server, the GCS emulator (JSON API only).
+#[derive(Debug, Clone)]
+pub struct GcsService {
+    /// The emulator's JSON API, `http://127.0.0.1:PORT`.
+    pub json_endpoint: String,
+    /// A bucket created by the start script.
+    pub bucket: String,
+}
+
+impl GcsService {
+    /// Starts a [`GcsXmlProxy`] in front of the emulator and returns it with a location in the
+    /// bucket under `prefix` that goes through it. Keep the proxy alive while the location is used.
+    pub async fn location(&self, prefix: &str) -> (GcsXmlProxy, Location) {
+        let proxy = GcsXmlProxy::start(&self.json_endpoint).await;
+        let key = serde_json::json!({
+            "private_key": "unused: the emulator takes no OAuth token",
+            "private_key_id": "stowage-test",
+            "client_email": "stowage-test@example.iam.gserviceaccount.com",
+            "disable_oauth": true,
+        });
+        let location = Location {
+            kind: LocationKind::Gcs {
+                bucket: self.bucket.clone(),
+                service_account_key: Secret::new(key.to_string()),
+                endpoint: Some(proxy.base_url()),
+            },
+            prefix: prefix.into(),
+        };
+        (proxy, location)
+    }
+}
+
+/// fake-gcs-server (Google Cloud Storage).
+pub fn gcs() -> GcsService {
+    let service = "Google Cloud Storage (fake-gcs-server)";
+    GcsService {
+        json_endpoint: required(service, "STOWAGE_TEST_GCS_ENDPOINT"),
+        bucket: required(service, "STOWAGE_TEST_GCS_BUCKET"),
+    }
+}
+
+/// One test user of the OIDC provider: an OAuth client whose tokens carry its groups.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct OidcUser {
+    /// The client id; it is the token's `sub`.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// The groups claim; `None` for a user whose tokens have no groups claim.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
+    /// A short token lifetime, for expiry tests.
+    #[serde(default)]
+    pub token_ttl_seconds: Option<u64>,
+}
+
+/// The OIDC provider (panva's oidc-provider) and its users.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct OidcService {
+    /// The issuer URL, `http://127.0.0.1:PORT`.
+    #[serde(skip)]
+    pub issuer: String,
+    /// The audience of Stowage's access tokens.
+    pub audience: String,
+    /// Other audiences the provider issues tokens for (wrong-audience tests).
+    pub other_audiences: Vec<String>,
+    /// The claim that carries groups.
+    pub groups_claim: String,
+    /// The test users.
+    pub users: Vec<OidcUser>,
+}
+
+impl OidcService {
+    /// The user with this client id; panics if the users file has none.
+    pub fn user(&self, client_id: &str) -> &OidcUser {
+        self.users
+            .iter()
+            .find(|user| user.client_id == client_id)
+            .unwrap_or_else(|| panic!("the OIDC users file has no user `{client_id}`"))
+    }
+
+    /// Fetches an access token (a signed JWT) for `user` through the client-credentials grant,
+    /// for `audience` or the default one.
+    pub async fn token(&self, user: &OidcUser, audience: Option<&str>) -> reqwest::Result<String> {
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+        }
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(audience) = audience {
+            form.push(("resource", audience));
+        }
+        let response: TokenResponse = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(&user.client_id, Some(&user.client_secret))
+            .form(&form)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(response.access_token)
+    }
+}
+
+/// The OIDC provider.
+pub fn oidc() -> OidcService {
+    let service = "OIDC provider (oidc-provider)";
+    let issuer = required(service, "STOWAGE_TEST_OIDC_ISSUER");
+    let users_file = PathBuf::from(required(service, "STOWAGE_TEST_OIDC_USERS"));
+    let text = std::fs::read_to_string(&users_file).unwrap_or_else(|err| {
+        panic!(
+            "cannot read the OIDC users file {}: {err}",
+            users_file.display()
+        )
+    });
+    let mut config: OidcService = serde_json::from_str(&text).unwrap_or_else(|err| {
+        panic!(
+            "the OIDC users file {} is not valid: {err}",
+            users_file.display()
+        )
+    });
+    config.issuer = issuer;
+    config
+}
+
+/// Opens a location's store, failing the test with the location's error if it cannot.
+pub fn open(location: &Location) -> Arc<dyn ObjectStore> {
+    location
+        .open()
+        .unwrap_or_else(|err| panic!("cannot open test location: {err}"))
+}

@@ -1,0 +1,9 @@
+//! `stowage-workflows`: Stowage's domain.
+//!
+//! It owns clusters, locations, schedule policies, rules, backups, restores and schedules as
+//! event-sourced entities, the backup, restore, delete, schedule, sync, verify and prune
+//! workflows and their steps, and access to clusters through kube-rs.
+//!
+//! It builds on `stowage-engine` (durability) and `stowage-storage` (bytes at rest) and knows
+//! nothing of HTTP, the CLI or authentication: the `stowage` crate turns requests into the
+//! commands defined here.
