@@ -15,12 +15,17 @@ mod event;
 mod keys;
 mod projection;
 mod store;
+mod workflow;
 mod writer;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use codec::{CodecError, decode as decode_value, encode as encode_value};
 pub use error::{Error, Result};
 pub use event::{Appended, EventPayload, ExpectedSeq, NewEvent, RecordedEvent};
 pub use keys::{COLUMN_FAMILIES, FORMAT_VERSION, MAX_NAME_LEN};
 pub use projection::{Projection, ProjectionState};
 pub use store::{InspectReport, Store, StoreOptions, inspect};
+pub use workflow::{
+    RetryPolicy, RunState, RunStatus, RunSummary, Runtime, RuntimeOptions, StartOptions,
+    StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow,
+};

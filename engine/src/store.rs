@@ -50,6 +50,7 @@ pub struct Store {
     commands: Option<mpsc::Sender<Command>>,
     head_rx: watch::Receiver<u64>,
     writer: Option<std::thread::JoinHandle<()>>,
+    projection_names: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Store {
@@ -279,6 +280,7 @@ impl Store {
         db.put_cf(cf(&db, CF_META), META_VERIFIED_THROUGH, head.to_be_bytes())
             .map_err(database("write of the verification mark"))?;
 
+        let projection_names = options.projections.iter().map(|p| p.name()).collect();
         let projections = Arc::new(options.projections);
         let interrupted = db
             .get_cf(cf(&db, CF_META), META_REBUILD_IN_PROGRESS)
@@ -314,6 +316,7 @@ impl Store {
             commands: Some(commands),
             head_rx,
             writer: Some(writer),
+            projection_names,
         })
     }
 
@@ -332,6 +335,11 @@ impl Store {
             Some(bytes) => decode_format(&self.path, &bytes),
             None => Ok(0),
         }
+    }
+
+    /// Whether the store maintains the projection `name`.
+    pub fn has_projection(&self, name: &str) -> bool {
+        self.projection_names.contains(&name)
     }
 
     /// The global position of the last committed event (0: the log is empty).

@@ -1,0 +1,167 @@
+//! The events of a workflow run, each a versioned payload in the run's stream `wf/<run id>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventPayload;
+
+/// The stream of run `run_id`.
+pub(crate) fn run_stream(run_id: &str) -> String {
+    format!("{RUN_STREAM_PREFIX}{run_id}")
+}
+
+/// Every run stream starts with this.
+pub(crate) const RUN_STREAM_PREFIX: &str = "wf/";
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started, steps remaining.
+    Running,
+    /// Every step completed.
+    Completed,
+    /// A step failed for good.
+    Failed,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run is over; a finished run never changes again.
+    pub fn is_finished(self) -> bool {
+        !matches!(self, Self::Running)
+    }
+}
+
+/// The run was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Started {
+    pub workflow: String,
+    /// The input, as JSON text.
+    pub input: String,
+    pub idempotency_key: Option<String>,
+    pub concurrency_key: Option<String>,
+    pub parent: Option<String>,
+}
+
+impl EventPayload for Started {
+    const KIND: &'static str = "workflow.started";
+    const VERSION: u16 = 1;
+}
+
+/// An attempt of a step began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StepStarted {
+    pub step: String,
+    pub attempt: u32,
+}
+
+impl EventPayload for StepStarted {
+    const KIND: &'static str = "workflow.step_started";
+    const VERSION: u16 = 1;
+}
+
+/// A step recorded a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StepProgress {
+    pub step: String,
+    /// The checkpoint, as JSON text.
+    pub detail: String,
+}
+
+impl EventPayload for StepProgress {
+    const KIND: &'static str = "workflow.step_progress";
+    const VERSION: u16 = 1;
+}
+
+/// A step completed with an output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StepCompleted {
+    pub step: String,
+    /// The output, as JSON text.
+    pub output: String,
+}
+
+impl EventPayload for StepCompleted {
+    const KIND: &'static str = "workflow.step_completed";
+    const VERSION: u16 = 1;
+}
+
+/// An attempt of a step failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct StepFailed {
+    pub step: String,
+    pub attempt: u32,
+    pub error: String,
+    pub retryable: bool,
+    /// Whether another attempt follows; `false` means the step was given up.
+    pub will_retry: bool,
+}
+
+impl EventPayload for StepFailed {
+    const KIND: &'static str = "workflow.step_failed";
+    const VERSION: u16 = 1;
+}
+
+/// A failed step will be tried again at `at_ms` (a durable timer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RetryScheduled {
+    pub step: String,
+    pub at_ms: i64,
+}
+
+impl EventPayload for RetryScheduled {
+    const KIND: &'static str = "workflow.retry_scheduled";
+    const VERSION: u16 = 1;
+}
+
+/// Someone asked for the run to stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CancelRequested {
+    pub by: String,
+}
+
+impl EventPayload for CancelRequested {
+    const KIND: &'static str = "workflow.cancel_requested";
+    const VERSION: u16 = 1;
+}
+
+/// The steps are over and the cleanup steps begin; `outcome` is what the run will end as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CleanupStarted {
+    pub outcome: RunStatus,
+    pub error: Option<String>,
+}
+
+impl EventPayload for CleanupStarted {
+    const KIND: &'static str = "workflow.cleanup_started";
+    const VERSION: u16 = 1;
+}
+
+/// The run is over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Finished {
+    pub status: RunStatus,
+    pub error: Option<String>,
+}
+
+impl EventPayload for Finished {
+    const KIND: &'static str = "workflow.finished";
+    const VERSION: u16 = 1;
+}
+
+/// The stream that claims an idempotency key for one run.
+pub(crate) fn idempotency_stream(key: &str) -> String {
+    format!("idem/{key}")
+}
+
+/// An idempotency key was claimed for a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct IdempotencyClaimed {
+    pub run_id: String,
+}
+
+impl EventPayload for IdempotencyClaimed {
+    const KIND: &'static str = "workflow.idempotency_claimed";
+    const VERSION: u16 = 1;
+}
