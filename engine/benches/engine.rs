@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use stowage_engine::{
-    ExpectedSeq, NewEvent, RetryPolicy, Runtime, RuntimeOptions, StartOptions, Store,
-    StoreOptions, Workflow,
+    ExpectedSeq, NewEvent, RetryPolicy, Runtime, RuntimeOptions, StartOptions, Store, StoreOptions,
+    Workflow,
 };
 
 fn event() -> NewEvent {
@@ -60,7 +60,12 @@ async fn engine_events_per_sec(store: &Arc<Store>, writers: usize, per_writer: u
             let stream = format!("bench/{writers}/{writer}");
             for n in 0..per_writer {
                 store
-                    .append(&stream, ExpectedSeq::Exactly(n as u64), vec![event()], "bench")
+                    .append(
+                        &stream,
+                        ExpectedSeq::Exactly(n as u64),
+                        vec![event()],
+                        "bench",
+                    )
                     .await
                     .unwrap();
             }
