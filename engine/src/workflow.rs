@@ -121,6 +121,20 @@ pub struct Step {
     pub(crate) run: Arc<StepFn>,
 }
 
+impl Step {
+    fn new<F, Fut>(name: &'static str, policy: RetryPolicy, run: F) -> Self
+    where
+        F: Fn(StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StepResult> + Send + 'static,
+    {
+        Self {
+            name,
+            policy,
+            run: Arc::new(move |ctx| Box::pin(run(ctx))),
+        }
+    }
+}
+
 /// A workflow type: its name, its steps in order and its cleanup steps, which run after the
 /// steps whatever their outcome (success, failure or cancellation).
 #[derive(Clone)]
@@ -157,11 +171,7 @@ impl Workflow {
         F: Fn(StepContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = StepResult> + Send + 'static,
     {
-        self.steps.push(Step {
-            name,
-            policy,
-            run: Arc::new(move |ctx| Box::pin(run(ctx))),
-        });
+        self.steps.push(Step::new(name, policy, run));
         self
     }
 
@@ -172,11 +182,7 @@ impl Workflow {
         F: Fn(StepContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = StepResult> + Send + 'static,
     {
-        self.cleanup.push(Step {
-            name,
-            policy,
-            run: Arc::new(move |ctx| Box::pin(run(ctx))),
-        });
+        self.cleanup.push(Step::new(name, policy, run));
         self
     }
 
