@@ -165,3 +165,59 @@ impl EventPayload for IdempotencyClaimed {
     const KIND: &'static str = "workflow.idempotency_claimed";
     const VERSION: u16 = 1;
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::codec;
+
+    /// Payload bytes as version 1 of these events writes them, laid out by hand from the codec's
+    /// documented format. Runs in existing databases hold these bytes: they must always decode.
+    const GOLDEN_STEP_FAILED_V1: [u8; 28] = [
+        0x01, // codec format
+        0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'c', b'o', b'p', b'y', // step
+        0x02, 0x00, 0x00, 0x00, // attempt
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'x', // error
+        0x01, // retryable
+        0x00, // will_retry
+    ];
+
+    const GOLDEN_STARTED_V1: [u8; 39] = [
+        0x01, // codec format
+        0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'b', b'a', b'c', b'k', b'u', b'p', 0x04,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'n', b'u', b'l', b'l', // input
+        0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, b'k', // Some("k")
+        0x00, // concurrency_key: None
+        0x00, // parent: None
+    ];
+
+    #[test]
+    fn workflow_payloads_of_version_1_are_pinned() {
+        let failed = StepFailed {
+            step: "copy".into(),
+            attempt: 2,
+            error: "x".into(),
+            retryable: true,
+            will_retry: false,
+        };
+        assert_eq!(codec::encode(&failed).unwrap(), GOLDEN_STEP_FAILED_V1);
+        assert_eq!(
+            codec::decode::<StepFailed>(&GOLDEN_STEP_FAILED_V1).unwrap(),
+            failed
+        );
+        let started = Started {
+            workflow: "backup".into(),
+            input: "null".into(),
+            idempotency_key: Some("k".into()),
+            concurrency_key: None,
+            parent: None,
+        };
+        assert_eq!(codec::encode(&started).unwrap(), GOLDEN_STARTED_V1);
+        assert_eq!(
+            codec::decode::<Started>(&GOLDEN_STARTED_V1).unwrap(),
+            started
+        );
+        assert_eq!((StepFailed::VERSION, Started::VERSION), (1, 1));
+    }
+}
