@@ -121,6 +121,12 @@ async fn steps_run_in_order_and_see_earlier_outputs() {
     assert_eq!(summary.status, RunStatus::Completed);
     assert_eq!(summary.steps_completed, 3);
     assert_eq!(runtime.recover().await.unwrap(), 0, "nothing is left open");
+    runtime.cancel(&run, "late").await.unwrap();
+    assert_eq!(
+        runtime.run_state(&run).unwrap().unwrap(),
+        state,
+        "cancelling a finished run changes nothing"
+    );
 
     let unknown = runtime
         .start("nope", Value::Null, StartOptions::default(), "alice")
@@ -302,11 +308,11 @@ async fn cancellation_stops_a_running_step_and_runs_cleanup() {
     assert_eq!(state.cancel_requested_by.as_deref(), Some("bob"));
     assert_eq!(calls.get("upload"), 1, "no retry after cancellation");
     assert_eq!(calls.get("cleanup"), 1);
+    let head = runtime.run_state(&run).unwrap().unwrap().seq;
     runtime.cancel(&run, "bob").await.unwrap();
-    assert_eq!(
-        runtime.run_state(&run).unwrap().unwrap().status,
-        RunStatus::Cancelled
-    );
+    let after = runtime.run_state(&run).unwrap().unwrap();
+    assert_eq!(after.status, RunStatus::Cancelled);
+    assert_eq!(after.seq, head, "a finished run's stream does not change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

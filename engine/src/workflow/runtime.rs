@@ -248,26 +248,35 @@ impl Runtime {
     /// Asks run `run_id` to stop: its running step sees it, no further step starts, and its
     /// cleanup steps run. Cancelling a finished run changes nothing.
     pub async fn cancel(&self, run_id: &str, by: &str) -> Result<()> {
-        let Some(state) = self.run_state(run_id)? else {
-            return Err(Error::InvalidName {
-                what: "run",
-                name: run_id.into(),
-                reason: "no such run".into(),
-            });
-        };
-        if state.status.is_finished() || state.cancel_requested_by.is_some() {
-            return Ok(());
+        loop {
+            let Some(state) = self.run_state(run_id)? else {
+                return Err(Error::InvalidName {
+                    what: "run",
+                    name: run_id.into(),
+                    reason: "no such run".into(),
+                });
+            };
+            if state.status.is_finished() || state.cancel_requested_by.is_some() {
+                return Ok(());
+            }
+            let cancel = CancelRequested { by: by.to_string() };
+            // Appended only onto the state just read: a run that finishes meanwhile is left alone.
+            match self
+                .inner
+                .store
+                .append(
+                    &run_stream(run_id),
+                    ExpectedSeq::Exactly(state.seq),
+                    vec![encode(&cancel)?],
+                    by,
+                )
+                .await
+            {
+                Ok(_) => break,
+                Err(Error::Conflict { .. }) => continue,
+                Err(other) => return Err(other),
+            }
         }
-        let cancel = CancelRequested { by: by.to_string() };
-        self.inner
-            .store
-            .append(
-                &run_stream(run_id),
-                ExpectedSeq::Any,
-                vec![encode(&cancel)?],
-                by,
-            )
-            .await?;
         if let Some(signal) = lock(&self.inner.active).get(run_id) {
             signal.send_replace(true);
         }
