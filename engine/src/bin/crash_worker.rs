@@ -9,6 +9,8 @@
 //!
 //! Usage: stowage-engine-crash-worker DATA_DIR MARKERS RUNS [--hold]
 
+// A test harness, not product code: any failure here must end the process loudly so that the
+// crash test sees it (a non-zero exit and the panic message on stderr), hence unwrap/expect.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
