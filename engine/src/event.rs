@@ -60,6 +60,8 @@ pub(crate) struct StoredEvent {
     pub actor: String,
     pub kind: String,
     pub payload_version: u16,
+    /// Encoded as bytes, not as a sequence of numbers: the same bincode layout, decoded in one copy.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 

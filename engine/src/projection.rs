@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use crate::event::RecordedEvent;
+use crate::keys;
 
 /// A deterministic view of the log.
 ///
@@ -27,7 +28,8 @@ pub(crate) type ReadFn<'a> = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, String> + 
 /// One projection's view of its keys while an event is applied: reads see the writes of earlier
 /// events that are not committed yet.
 pub struct ProjectionState<'a> {
-    pub(crate) prefix: Vec<u8>,
+    /// The projection's name, which prefixes its keys.
+    pub(crate) name: &'static str,
     /// Writes of the append being built.
     pub(crate) pending: &'a mut Overlay,
     /// Writes of earlier appends in the same group commit.
@@ -37,9 +39,7 @@ pub struct ProjectionState<'a> {
 
 impl ProjectionState<'_> {
     fn full_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut full = self.prefix.clone();
-        full.extend_from_slice(key);
-        full
+        keys::projection_key(self.name, key)
     }
 
     /// The current value of `key`.

@@ -177,56 +177,70 @@ fn global_head(db: &DB) -> Result<u64> {
     Ok(0)
 }
 
-fn decode_event(stream: &str, seq: u64, bytes: &[u8]) -> Result<RecordedEvent> {
-    let stored = StoredEvent::from_bytes(bytes).map_err(|err| Error::Corrupt {
-        stream: stream.to_string(),
-        seq,
-        reason: err.to_string(),
-    })?;
-    Ok(RecordedEvent::from_stored(stream.to_string(), seq, stored))
+fn decode_event(stream: String, seq: u64, bytes: &[u8]) -> Result<RecordedEvent> {
+    match StoredEvent::from_bytes(bytes) {
+        Ok(stored) => Ok(RecordedEvent::from_stored(stream, seq, stored)),
+        Err(err) => Err(Error::Corrupt {
+            stream,
+            seq,
+            reason: err.to_string(),
+        }),
+    }
 }
 
 /// Up to `limit` events of the global log after position `after`, in order.
+///
+/// The global index names the events; they are then read in key order with one iterator over
+/// `events`. A stream's events in a window of the global log have consecutive sequences, so most
+/// reads are a `next()` from the previous one and each stream costs a single seek.
 pub(crate) fn read_global_range(db: &DB, after: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
-    let start = keys::global_key(after.saturating_add(1));
-    let iter = db.iterator_cf(
-        cf(db, CF_GLOBAL),
-        IteratorMode::From(&start, Direction::Forward),
-    );
+    let mut iter = db.raw_iterator_cf(cf(db, CF_GLOBAL));
+    iter.seek(keys::global_key(after.saturating_add(1)));
     let mut index = Vec::with_capacity(limit.min(4096));
-    for item in iter.take(limit) {
-        let (key, event_key) = item.map_err(database("read of the global log"))?;
-        let global_seq = keys::split_global_key(&key).ok_or_else(|| Error::Corrupt {
+    while index.len() < limit
+        && let (Some(key), Some(event_key)) = (iter.key(), iter.value())
+    {
+        let global_seq = keys::split_global_key(key).ok_or_else(|| Error::Corrupt {
             stream: "<global>".into(),
             seq: 0,
             reason: format!("global index key of {} bytes", key.len()),
         })?;
-        let (stream, seq) = keys::split_event_key(&event_key).ok_or_else(|| Error::Corrupt {
+        index.push((global_seq, event_key.to_vec()));
+        iter.next();
+    }
+    iter.status().map_err(database("read of the global log"))?;
+    drop(iter);
+
+    let mut by_key: Vec<usize> = (0..index.len()).collect();
+    by_key.sort_unstable_by(|&a, &b| index[a].1.cmp(&index[b].1));
+    let mut slots: Vec<Option<RecordedEvent>> = Vec::with_capacity(index.len());
+    slots.resize_with(index.len(), || None);
+    let mut events_iter = db.raw_iterator_cf(cf(db, CF_EVENTS));
+    for position in by_key {
+        let (global_seq, event_key) = &index[position];
+        let (stream, seq) = keys::split_event_key(event_key).ok_or_else(|| Error::Corrupt {
             stream: "<global>".into(),
-            seq: global_seq,
+            seq: *global_seq,
             reason: "global index entry is not an event key".into(),
         })?;
-        index.push((global_seq, stream, seq, event_key));
-    }
-    let values = db.batched_multi_get_cf(
-        cf(db, CF_EVENTS),
-        index.iter().map(|(_, _, _, key)| &key[..]),
-        false,
-    );
-    let mut events = Vec::with_capacity(index.len());
-    for ((global_seq, stream, seq, _), value) in index.into_iter().zip(values) {
-        let value = value.map_err(database("read of an event"))?;
-        let Some(bytes) = value else {
-            return Err(Error::Corrupt {
-                stream,
-                seq,
-                reason: format!("global position {global_seq} points to a missing event"),
-            });
+        if events_iter.key() != Some(event_key.as_slice()) {
+            events_iter.seek(event_key);
+        }
+        let bytes = match (events_iter.key(), events_iter.value()) {
+            (Some(key), Some(bytes)) if key == event_key.as_slice() => bytes,
+            _ => {
+                events_iter.status().map_err(database("read of an event"))?;
+                return Err(Error::Corrupt {
+                    stream,
+                    seq,
+                    reason: format!("global position {global_seq} points to a missing event"),
+                });
+            }
         };
-        let event = decode_event(&stream, seq, &bytes)?;
-        if event.global_seq != global_seq {
+        let event = decode_event(stream, seq, bytes)?;
+        if event.global_seq != *global_seq {
             return Err(Error::Corrupt {
-                stream,
+                stream: event.stream,
                 seq,
                 reason: format!(
                     "recorded at global position {}, indexed at {global_seq}",
@@ -234,9 +248,11 @@ pub(crate) fn read_global_range(db: &DB, after: u64, limit: usize) -> Result<Vec
                 ),
             });
         }
-        events.push(event);
+        slots[position] = Some(event);
+        events_iter.next();
     }
-    Ok(events)
+    // Every slot was filled above: each index entry was read or the function returned an error.
+    Ok(slots.into_iter().flatten().collect())
 }
 
 impl Store {
@@ -397,7 +413,7 @@ impl Store {
                 seq: 0,
                 reason: "malformed event key".into(),
             })?;
-            events.push(decode_event(stream, seq, &value)?);
+            events.push(decode_event(stream.to_string(), seq, &value)?);
         }
         Ok(events)
     }
@@ -572,7 +588,7 @@ pub fn inspect(path: impl AsRef<Path>) -> Result<InspectReport> {
                 expected - 1
             ));
         }
-        match decode_event(&stream, seq, &value) {
+        match decode_event(stream.clone(), seq, &value) {
             Ok(event) => {
                 globals.insert(event.global_seq, (stream.clone(), seq));
             }

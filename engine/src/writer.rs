@@ -269,7 +269,7 @@ pub(crate) fn apply_projections(
     };
     for projection in projections {
         let mut state = ProjectionState {
-            prefix: keys::projection_prefix(projection.name()),
+            name: projection.name(),
             pending,
             committed,
             read: &read,

@@ -65,6 +65,24 @@ fn open(dir: &std::path::Path) -> Store {
     .unwrap()
 }
 
+/// The database under a store, opened directly to damage it the way a foreign write would.
+fn open_raw(dir: &std::path::Path) -> rocksdb::DB {
+    rocksdb::DB::open_cf(
+        &rocksdb::Options::default(),
+        dir,
+        stowage_engine::COLUMN_FAMILIES,
+    )
+    .unwrap()
+}
+
+/// An event's key as the layout in `keys.rs` documents it: u16 length, stream id, u64 sequence.
+fn raw_event_key(stream: &str, seq: u64) -> Vec<u8> {
+    let mut key = (stream.len() as u16).to_be_bytes().to_vec();
+    key.extend_from_slice(stream.as_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
 fn summary(store: &Store, stream: &str) -> Option<(u64, String)> {
     store
         .projection_get("summary", stream.as_bytes())
@@ -377,16 +395,9 @@ async fn a_corrupt_event_stops_start_up_and_inspect_names_it() {
     assert!(inspect(dir.path()).unwrap().problems.is_empty());
     {
         // Flip the envelope version of event 2 of `victim`, as a foreign or damaged write would.
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            dir.path(),
-            stowage_engine::COLUMN_FAMILIES,
-        )
-        .unwrap();
+        let db = open_raw(dir.path());
         let events = db.cf_handle("events").unwrap();
-        let mut key = vec![0u8, 6];
-        key.extend_from_slice(b"victim");
-        key.extend_from_slice(&2u64.to_be_bytes());
+        let key = raw_event_key("victim", 2);
         let mut value = db.get_cf(events, &key).unwrap().unwrap();
         value[0] = 0xee;
         db.put_cf(events, &key, value).unwrap();
@@ -407,6 +418,69 @@ async fn a_corrupt_event_stops_start_up_and_inspect_names_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_reads_follow_the_log_across_interleaved_streams_and_name_a_missing_event() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        // Three streams whose events alternate in the global log, in appends of one and of two.
+        for round in 0..40 {
+            for stream in ["a", "bb", "c"] {
+                let events = if round % 3 == 0 {
+                    vec![
+                        noted(&format!("{stream}{round}x")),
+                        noted(&format!("{stream}{round}y")),
+                    ]
+                } else {
+                    vec![noted(&format!("{stream}{round}"))]
+                };
+                store
+                    .append(stream, ExpectedSeq::Any, events, "u")
+                    .await
+                    .unwrap();
+            }
+        }
+        let all = store.read_global(0, 1000).unwrap();
+        assert_eq!(all.len(), 3 * (40 + 14));
+        let globals: Vec<u64> = all.iter().map(|event| event.global_seq).collect();
+        assert_eq!(globals, (1..=all.len() as u64).collect::<Vec<_>>());
+        // Windows of every size give the same events in the same order.
+        for window in [1, 2, 5, 7, 64] {
+            let mut after = 0;
+            let mut seen = Vec::new();
+            loop {
+                let chunk = store.read_global(after, window).unwrap();
+                let Some(last) = chunk.last() else { break };
+                after = last.global_seq;
+                seen.extend(chunk);
+            }
+            assert_eq!(seen, all, "window of {window}");
+        }
+        for stream in ["a", "bb", "c"] {
+            let own: Vec<_> = all
+                .iter()
+                .filter(|event| event.stream == stream)
+                .cloned()
+                .collect();
+            assert_eq!(store.read_stream(stream, 0, 1000).unwrap(), own);
+        }
+    }
+    {
+        // Remove event 5 of `bb` while the global index still points to it.
+        let db = open_raw(dir.path());
+        let events = db.cf_handle("events").unwrap();
+        let key = raw_event_key("bb", 5);
+        assert!(db.get_cf(events, &key).unwrap().is_some());
+        db.delete_cf(events, &key).unwrap();
+    }
+    // Start-up reads every event appended since the last start and finds the hole.
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { stream, seq: 5, reason } if stream == "bb" && reason.contains("missing")),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn an_interrupted_rebuild_is_finished_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -422,12 +496,7 @@ async fn an_interrupted_rebuild_is_finished_at_start_up() {
     };
     {
         // A rebuild that died after dropping the projections: marker set, projections gone.
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            dir.path(),
-            stowage_engine::COLUMN_FAMILIES,
-        )
-        .unwrap();
+        let db = open_raw(dir.path());
         db.put_cf(db.cf_handle("meta").unwrap(), b"rebuild_in_progress", [1])
             .unwrap();
         let projections = db.cf_handle("projections").unwrap();
@@ -439,12 +508,7 @@ async fn an_interrupted_rebuild_is_finished_at_start_up() {
 }
 
 fn set_format_marker(dir: &std::path::Path, value: &[u8]) {
-    let db = rocksdb::DB::open_cf(
-        &rocksdb::Options::default(),
-        dir,
-        stowage_engine::COLUMN_FAMILIES,
-    )
-    .unwrap();
+    let db = open_raw(dir);
     db.put_cf(db.cf_handle("meta").unwrap(), b"format_version", value)
         .unwrap();
 }
