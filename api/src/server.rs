@@ -6,18 +6,48 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use stowage_engine::Store;
 use warp::Filter;
 use warp::http::StatusCode;
 
+use crate::audit;
+use crate::auth::{
+    AuthError, Authenticator, Bootstrap, BootstrapError, BootstrapToken, OidcConfig, OidcVerifier,
+    Principal, RoleMapping,
+};
+use crate::error::{self, ApiError};
+
 /// How `stowage server` runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The folder of the RocksDB database.
+    /// The folder of the RocksDB database (and the bootstrap token file).
     pub data_dir: PathBuf,
     /// The address to listen on.
     pub listen: SocketAddr,
+    /// The OIDC issuer whose tokens are accepted; without one only the bootstrap token works.
+    pub oidc: Option<OidcConfig>,
+    /// Which groups are admins and operators.
+    pub roles: RoleMapping,
+}
+
+impl ServerConfig {
+    /// A server on `listen` with its data in `data_dir`, no OIDC issuer and no role groups.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen,
+            oidc: None,
+            roles: RoleMapping::default(),
+        }
+    }
+
+    /// The file holding the bootstrap admin token.
+    pub fn bootstrap_token_path(&self) -> PathBuf {
+        self.data_dir.join("bootstrap-token")
+    }
 }
 
 /// Why the server could not start.
@@ -31,6 +61,12 @@ pub enum ServerError {
     /// The database could not be opened.
     #[error(transparent)]
     Database(#[from] stowage_engine::Error),
+    /// The bootstrap token could not be read or created.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The OIDC issuer could not be discovered.
+    #[error("OIDC issuer: {0}")]
+    Oidc(#[source] AuthError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,6 +76,26 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a started server tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The bound address (useful when the port was 0).
+    pub addr: SocketAddr,
+    /// The bootstrap admin token when this start generated it: shown once, never again.
+    pub new_bootstrap_token: Option<String>,
+    /// Where the bootstrap token is kept.
+    pub bootstrap_token_path: PathBuf,
+}
+
+/// What every handler may use.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The event store.
+    pub store: Arc<Store>,
+    /// Who is calling.
+    pub auth: Authenticator,
 }
 
 /// The body of `/healthz` and `/readyz`.
@@ -52,16 +108,40 @@ struct Health {
     error: Option<String>,
 }
 
+/// The authenticated caller of a request; refuses the request when there is none.
+fn principal(
+    auth: Authenticator,
+) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        let auth = auth.clone();
+        async move {
+            auth.authenticate(header.as_deref())
+                .await
+                .map_err(|err| ApiError::from(err).reject())
+        }
+    })
+}
+
 /// Every route the server answers.
 pub fn routes(
-    store: Arc<Store>,
+    state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
+    let store = state.store.clone();
     let health = warp::path!("healthz")
         .or(warp::path!("readyz"))
         .unify()
         .and(warp::get())
         .map(move || health_reply(&store));
-    health.recover(not_found)
+    let store = state.store.clone();
+    let events = warp::path!("v1" / "events")
+        .and(warp::get())
+        .and(principal(state.auth.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and_then(move |principal, query, last_event_id| {
+            audit::handle(store.clone(), principal, query, last_event_id)
+        });
+    health.or(events).recover(error::recover)
 }
 
 fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
@@ -89,35 +169,32 @@ fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
     warp::reply::with_status(warp::reply::json(&body), status)
 }
 
-async fn not_found(rejection: warp::Rejection) -> Result<impl warp::Reply, Infallible> {
-    let (status, code) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not_found")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    } else {
-        (StatusCode::BAD_REQUEST, "bad_request")
-    };
-    let body = serde_json::json!({
-        "code": code,
-        "message": format!("{rejection:?}"),
-        "details": null,
-    });
-    Ok(warp::reply::with_status(warp::reply::json(&body), status))
-}
-
-/// Opens the database, binds the address and serves until `shutdown` completes.
-///
-/// `on_ready` is called with the bound address (useful when the port was 0) once the server
-/// accepts connections.
+/// Opens the database, sets up authentication, binds the address and serves until `shutdown`
+/// completes. `on_ready` is called once the server accepts connections.
 pub async fn serve(
     config: ServerConfig,
-    on_ready: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     if !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
     let store = Arc::new(Store::open(&config.data_dir)?);
+    let bootstrap_token_path = config.bootstrap_token_path();
+    let (bootstrap, new_bootstrap_token) =
+        match BootstrapToken::load_or_create(&bootstrap_token_path)? {
+            Bootstrap::Created(token, shown) => (token, Some(shown)),
+            Bootstrap::Existing(token) => (token, None),
+        };
+    let oidc = match &config.oidc {
+        Some(oidc) => Some(
+            OidcVerifier::discover(oidc.clone())
+                .await
+                .map_err(ServerError::Oidc)?,
+        ),
+        None => None,
+    };
+    let auth = Authenticator::new(Some(bootstrap), oidc, config.roles.clone());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -129,8 +206,12 @@ pub async fn serve(
         source,
     })?;
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "stowage server listening");
-    on_ready(addr);
-    warp::serve(routes(store))
+    on_ready(&Started {
+        addr,
+        new_bootstrap_token,
+        bootstrap_token_path,
+    });
+    warp::serve(routes(AppState { store, auth }))
         .incoming(listener)
         .graceful(shutdown)
         .run()
@@ -144,11 +225,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn state(dir: &std::path::Path) -> AppState {
+        AppState {
+            store: Arc::new(Store::open(dir).unwrap()),
+            auth: Authenticator::default(),
+        }
+    }
+
     #[tokio::test]
     async fn healthz_reports_the_database_format() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path()).unwrap());
-        let filter = routes(store);
+        let filter = routes(state(dir.path()));
         for path in ["/healthz", "/readyz"] {
             let reply = warp::test::request().path(path).reply(&filter).await;
             assert_eq!(reply.status(), 200, "{path}");
@@ -161,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_paths_and_methods_get_error_bodies() {
         let dir = tempfile::tempdir().unwrap();
-        let filter = routes(Arc::new(Store::open(dir.path()).unwrap()));
+        let filter = routes(state(dir.path()));
         let reply = warp::test::request().path("/nope").reply(&filter).await;
         assert_eq!(reply.status(), 404);
         let body: serde_json::Value = serde_json::from_slice(reply.body()).unwrap();
@@ -177,10 +264,7 @@ mod tests {
     #[tokio::test]
     async fn a_public_address_is_refused_without_tls() {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig {
-            data_dir: dir.path().to_path_buf(),
-            listen: "0.0.0.0:0".parse().unwrap(),
-        };
+        let config = ServerConfig::new(dir.path(), "0.0.0.0:0".parse().unwrap());
         let err = serve(config, |_| {}, async {}).await.unwrap_err();
         assert!(err.to_string().contains("loopback only"), "{err}");
     }

@@ -27,5 +27,5 @@ pub use projection::{Projection, ProjectionState};
 pub use store::{InspectReport, Store, StoreOptions, inspect};
 pub use workflow::{
     RetryPolicy, RunState, RunStatus, RunSummary, Runtime, RuntimeOptions, StartOptions,
-    StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow,
+    StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow, workflow_event_json,
 };

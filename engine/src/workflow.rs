@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use events::RunStatus;
+pub use events::{RunStatus, workflow_event_json};
 pub use projection::{RunSummary, WORKFLOW_PROJECTION};
 pub use runtime::{Runtime, RuntimeOptions, StartOptions};
 pub use state::RunState;

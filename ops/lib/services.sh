@@ -8,6 +8,8 @@ STOWAGE_TEST_S3S_PORT=${STOWAGE_TEST_S3S_PORT:-19001}
 STOWAGE_TEST_AZURITE_PORT=${STOWAGE_TEST_AZURITE_PORT:-19002}
 STOWAGE_TEST_GCS_PORT=${STOWAGE_TEST_GCS_PORT:-19003}
 STOWAGE_TEST_OIDC_PORT=${STOWAGE_TEST_OIDC_PORT:-19004}
+# A second, unrelated issuer: its tokens must be refused by a server that trusts the first.
+STOWAGE_TEST_OIDC_OTHER_PORT=${STOWAGE_TEST_OIDC_OTHER_PORT:-19005}
 SERVICE_READY_TIMEOUT=${SERVICE_READY_TIMEOUT:-90}
 
 # The Azure Storage emulator's published development account and key (not a secret).
@@ -76,6 +78,7 @@ start_services() {
   local azurite="http://127.0.0.1:$STOWAGE_TEST_AZURITE_PORT/$AZURITE_ACCOUNT"
   local gcs="http://127.0.0.1:$STOWAGE_TEST_GCS_PORT"
   local oidc="http://127.0.0.1:$STOWAGE_TEST_OIDC_PORT"
+  local oidc_other="http://127.0.0.1:$STOWAGE_TEST_OIDC_OTHER_PORT"
 
   say "starting test services in $STOWAGE_TEST_STATE"
   launch moto STOWAGE_TEST_MOTO_PORT "$VENV_BIN/moto_server" -H 127.0.0.1 -p "$STOWAGE_TEST_MOTO_PORT"
@@ -88,12 +91,15 @@ start_services() {
     -port "$STOWAGE_TEST_GCS_PORT" -backend filesystem -filesystem-root "$data/gcs"
   launch oidc-provider STOWAGE_TEST_OIDC_PORT node "$SERVICES_DIR/oidc-provider.mjs" \
     --host 127.0.0.1 --port "$STOWAGE_TEST_OIDC_PORT" --users "$SERVICES_DIR/oidc-users.json"
+  launch oidc-other STOWAGE_TEST_OIDC_OTHER_PORT node "$SERVICES_DIR/oidc-provider.mjs" \
+    --host 127.0.0.1 --port "$STOWAGE_TEST_OIDC_OTHER_PORT" --users "$SERVICES_DIR/oidc-users.json"
 
   wait_ready moto curl -fs "$moto/moto-api/"
   wait_ready s3s-fs http_status_is 403 "$s3s/"
   wait_ready azurite http_answers "$azurite?comp=list"
   wait_ready fake-gcs-server curl -fs "$gcs/storage/v1/b"
   wait_ready oidc-provider curl -fs "$oidc/.well-known/openid-configuration"
+  wait_ready oidc-other curl -fs "$oidc_other/.well-known/openid-configuration"
 
   "$VENV_BIN/python" "$SERVICES_DIR/prepare.py" s3 "$moto" "$TEST_BUCKET"
   "$VENV_BIN/python" "$SERVICES_DIR/prepare.py" azure "$azurite" "$AZURITE_ACCOUNT" "$AZURITE_KEY" "$TEST_BUCKET"
@@ -116,8 +122,9 @@ export STOWAGE_TEST_GCS_ENDPOINT=$gcs
 export STOWAGE_TEST_GCS_BUCKET=$TEST_BUCKET
 export STOWAGE_TEST_OIDC_ISSUER=$oidc
 export STOWAGE_TEST_OIDC_USERS=$SERVICES_DIR/oidc-users.json
+export STOWAGE_TEST_OIDC_OTHER_ISSUER=$oidc_other
 ENV
-  say "test services ready: moto $moto, s3s-fs $s3s, azurite $azurite, fake-gcs-server $gcs, oidc $oidc"
+  say "test services ready: moto $moto, s3s-fs $s3s, azurite $azurite, fake-gcs-server $gcs, oidc $oidc and $oidc_other"
 }
 
 # stop_pid NAME PID: ends one process this project started, TERM first, KILL after 5 s.

@@ -178,6 +178,9 @@ pub struct OidcService {
     /// The issuer URL, `http://127.0.0.1:PORT`.
     #[serde(skip)]
     pub issuer: String,
+    /// A second, unrelated issuer of the same users (wrong-issuer tests).
+    #[serde(skip)]
+    pub other_issuer: String,
     /// The audience of Stowage's access tokens.
     pub audience: String,
     /// Other audiences the provider issues tokens for (wrong-audience tests).
@@ -200,6 +203,16 @@ impl OidcService {
     /// Fetches an access token (a signed JWT) for `user` through the client-credentials grant,
     /// for `audience` or the default one.
     pub async fn token(&self, user: &OidcUser, audience: Option<&str>) -> reqwest::Result<String> {
+        self.token_from(&self.issuer, user, audience).await
+    }
+
+    /// Like [`token`](Self::token), from `issuer` (the main or the other one).
+    pub async fn token_from(
+        &self,
+        issuer: &str,
+        user: &OidcUser,
+        audience: Option<&str>,
+    ) -> reqwest::Result<String> {
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
@@ -209,7 +222,7 @@ impl OidcService {
             form.push(("resource", audience));
         }
         let response: TokenResponse = reqwest::Client::new()
-            .post(format!("{}/token", self.issuer))
+            .post(format!("{issuer}/token"))
             .basic_auth(&user.client_id, Some(&user.client_secret))
             .form(&form)
             .send()
@@ -218,6 +231,25 @@ impl OidcService {
             .json()
             .await?;
         Ok(response.access_token)
+    }
+}
+
+impl OidcService {
+    /// Makes `issuer` sign with a new key from now on, keeping the previous one published, as a
+    /// provider rotating its keys does. Returns the new key id.
+    pub async fn rotate_keys(&self, issuer: &str) -> reqwest::Result<String> {
+        #[derive(serde::Deserialize)]
+        struct Rotated {
+            signing_kid: String,
+        }
+        let rotated: Rotated = reqwest::Client::new()
+            .post(format!("{issuer}/test-admin/rotate-keys"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(rotated.signing_kid)
     }
 }
 
@@ -239,6 +271,7 @@ pub fn oidc() -> OidcService {
         )
     });
     config.issuer = issuer;
+    config.other_issuer = required(service, "STOWAGE_TEST_OIDC_OTHER_ISSUER");
     config
 }
 

@@ -3,16 +3,13 @@
 #[tokio::test]
 async fn server_answers_healthz_over_http() {
     let data = tempfile::tempdir().unwrap();
-    let config = stowage::ServerConfig {
-        data_dir: data.path().join("db"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
+    let config = stowage::ServerConfig::new(data.path().join("db"), "127.0.0.1:0".parse().unwrap());
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(stowage::serve(
         config,
-        move |addr| {
-            let _ = addr_tx.send(addr);
+        move |started: &stowage::Started| {
+            let _ = addr_tx.send(started.addr);
         },
         async {
             let _ = stop_rx.await;

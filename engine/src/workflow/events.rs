@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::EventPayload;
+use crate::error::{Error, Result};
+use crate::event::{EventPayload, RecordedEvent};
 
 /// The stream of run `run_id`.
 pub(crate) fn run_stream(run_id: &str) -> String {
@@ -164,6 +165,45 @@ pub(crate) struct IdempotencyClaimed {
 impl EventPayload for IdempotencyClaimed {
     const KIND: &'static str = "workflow.idempotency_claimed";
     const VERSION: u16 = 1;
+}
+
+/// The payload of a workflow event as JSON, for the audit stream and `describe` views; `None` when
+/// the event is not one of the runtime's. Fields holding JSON text (input, output, checkpoint
+/// detail) are shown parsed.
+pub fn workflow_event_json(event: &RecordedEvent) -> Option<Result<serde_json::Value>> {
+    fn render<T: EventPayload>(
+        event: &RecordedEvent,
+        json_text_fields: &[&str],
+    ) -> Result<serde_json::Value> {
+        let payload: T = event.decode()?;
+        let mut value = serde_json::to_value(payload).map_err(|err| Error::Corrupt {
+            stream: event.stream.clone(),
+            seq: event.seq,
+            reason: format!("cannot show the payload as JSON: {err}"),
+        })?;
+        for field in json_text_fields {
+            if let Some(slot) = value.get_mut(*field)
+                && let Some(text) = slot.as_str()
+                && let Ok(parsed) = serde_json::from_str::<serde_json::Value>(text)
+            {
+                *slot = parsed;
+            }
+        }
+        Ok(value)
+    }
+    Some(match event.kind.as_str() {
+        Started::KIND => render::<Started>(event, &["input"]),
+        StepStarted::KIND => render::<StepStarted>(event, &[]),
+        StepProgress::KIND => render::<StepProgress>(event, &["detail"]),
+        StepCompleted::KIND => render::<StepCompleted>(event, &["output"]),
+        StepFailed::KIND => render::<StepFailed>(event, &[]),
+        RetryScheduled::KIND => render::<RetryScheduled>(event, &[]),
+        CancelRequested::KIND => render::<CancelRequested>(event, &[]),
+        CleanupStarted::KIND => render::<CleanupStarted>(event, &[]),
+        Finished::KIND => render::<Finished>(event, &[]),
+        IdempotencyClaimed::KIND => render::<IdempotencyClaimed>(event, &[]),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

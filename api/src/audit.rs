@@ -1,0 +1,239 @@
+//! The audit stream, `GET /v1/events`: the global event log as the API shows it, a page at a
+//! time or followed live as server-sent events.
+//!
+//! Each caller sees only what it may: admins see every event with its actor; everyone else sees
+//! the events they caused. (Events of objects shared with a caller join that view when objects
+//! carry owners and shares.)
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use stowage_engine::{RecordedEvent, Store};
+use warp::Reply;
+use warp::sse::Event;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// The most events one page holds.
+pub const MAX_PAGE: usize = 1000;
+/// Events in a page when the caller does not say.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// One event of the audit stream.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEvent {
+    /// Position in the global log, from 1.
+    pub global_seq: u64,
+    /// The stream (an entity or a workflow run) it belongs to.
+    pub stream: String,
+    /// Its sequence within the stream.
+    pub seq: u64,
+    /// When it was recorded (RFC 3339, UTC).
+    pub at: String,
+    /// Who caused it.
+    pub actor: String,
+    /// What happened, e.g. `workflow.step_completed`.
+    pub kind: String,
+    /// The schema version of the payload.
+    pub payload_version: u16,
+    /// The payload as JSON, or null for a kind this server cannot show.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// A page of the audit stream.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// The events, in log order.
+    pub events: Vec<AuditEvent>,
+    /// Pass as `after` to get the next page.
+    pub next_after: u64,
+}
+
+/// What the query string asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Events after this global position.
+    pub after: u64,
+    /// At most this many (pages only).
+    pub limit: usize,
+    /// Keep the response open and send events as they happen.
+    pub follow: bool,
+}
+
+impl AuditQuery {
+    /// Reads `after`, `limit` and `follow`, naming any parameter that is wrong or unknown.
+    pub fn parse(query: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let mut parsed = Self {
+            after: 0,
+            limit: DEFAULT_PAGE,
+            follow: false,
+        };
+        for (name, value) in query {
+            match name.as_str() {
+                "after" => parsed.after = value.parse().map_err(|_| {
+                    ApiError::bad_parameter(
+                        "after",
+                        format!(
+                            "`after` must be a global position (a whole number ≥ 0), not `{value}`"
+                        ),
+                    )
+                })?,
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|limit| (1..=MAX_PAGE).contains(limit))
+                        .ok_or_else(|| {
+                            ApiError::bad_parameter(
+                                "limit",
+                                format!("`limit` must be between 1 and {MAX_PAGE}, not `{value}`"),
+                            )
+                        })?
+                }
+                "follow" => {
+                    parsed.follow = match value.as_str() {
+                        "" | "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(ApiError::bad_parameter(
+                                "follow",
+                                format!("`follow` must be true or false, not `{value}`"),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(ApiError::bad_parameter(
+                        other,
+                        format!(
+                            "unknown parameter `{other}`; this route takes after, limit and follow"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Shows a recorded event, its payload decoded where the server knows the kind.
+pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
+    let payload = match stowage_engine::workflow_event_json(event) {
+        Some(Ok(value)) => value,
+        Some(Err(err)) => {
+            tracing::warn!(stream = %event.stream, seq = event.seq, error = %err, "cannot show an event");
+            serde_json::Value::Null
+        }
+        None => serde_json::Value::Null,
+    };
+    AuditEvent {
+        global_seq: event.global_seq,
+        stream: event.stream.clone(),
+        seq: event.seq,
+        at: chrono::DateTime::from_timestamp_millis(event.at_ms)
+            .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default(),
+        actor: event.actor.clone(),
+        kind: event.kind.clone(),
+        payload_version: event.payload_version,
+        payload,
+    }
+}
+
+/// Whether `principal` may see `event`.
+pub fn visible_to(principal: &Principal, event: &RecordedEvent) -> bool {
+    principal.is_admin() || event.actor == principal.subject
+}
+
+/// Answers `GET /v1/events`.
+pub async fn handle(
+    store: Arc<Store>,
+    principal: Principal,
+    query: HashMap<String, String>,
+    last_event_id: Option<String>,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let mut query = AuditQuery::parse(&query).map_err(ApiError::reject)?;
+    if let Some(id) = last_event_id {
+        // A reconnecting event source resumes after the last event it received.
+        query.after = id.trim().parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Last-Event-ID must be a global position, not `{id}`"
+            ))
+            .reject()
+        })?;
+        query.follow = true;
+    }
+    if query.follow {
+        return Ok(follow(store, principal, query.after).into_response());
+    }
+    page(&store, &principal, &query).map(|page| warp::reply::json(&page).into_response())
+}
+
+fn page(
+    store: &Store,
+    principal: &Principal,
+    query: &AuditQuery,
+) -> Result<AuditPage, warp::Rejection> {
+    let mut events = Vec::new();
+    let mut after = query.after;
+    // Read past events the caller may not see until the page is full or the log ends.
+    loop {
+        let chunk = store
+            .read_global(after, MAX_PAGE)
+            .map_err(|err| ApiError::internal(&err).reject())?;
+        let Some(last) = chunk.last() else { break };
+        let last_seq = last.global_seq;
+        for event in &chunk {
+            if visible_to(principal, event) {
+                events.push(audit_event(event));
+                if events.len() == query.limit {
+                    return Ok(AuditPage {
+                        events,
+                        next_after: event.global_seq,
+                    });
+                }
+            }
+        }
+        after = last_seq;
+    }
+    Ok(AuditPage {
+        events,
+        next_after: after,
+    })
+}
+
+fn follow(store: Arc<Store>, principal: Principal, after: u64) -> impl Reply {
+    let events = store
+        .subscribe(after)
+        .try_filter(move |event| std::future::ready(visible_to(&principal, event)))
+        .map(|event| -> Result<Event, Infallible> {
+            Ok(match event {
+                Ok(event) => {
+                    let shown = audit_event(&event);
+                    match Event::default()
+                        .id(shown.global_seq.to_string())
+                        .event("audit")
+                        .json_data(&shown)
+                    {
+                        Ok(sse) => sse,
+                        Err(err) => Event::default().event("error").data(err.to_string()),
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "audit stream stopped");
+                    Event::default().event("error").data(err.to_string())
+                }
+            })
+        });
+    warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(Duration::from_secs(15))
+            .stream(events),
+    )
+}
