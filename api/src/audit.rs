@@ -151,7 +151,26 @@ pub fn visible_to(principal: &Principal, event: &RecordedEvent) -> bool {
     principal.is_admin() || event.actor == principal.subject
 }
 
-/// Answers `GET /v1/events`.
+/// The audit stream: events of the global log the caller may see, after a position; a page, or
+/// with `follow` the same events then live ones as server-sent events (`id` is the global position,
+/// so a reconnecting client resumes with `Last-Event-ID`).
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "audit",
+    params(
+        ("after" = Option<u64>, Query, description = "Events after this global position (default 0)"),
+        ("limit" = Option<usize>, Query, description = "Events in a page, 1 to 1000 (default 100)"),
+        ("follow" = Option<bool>, Query, description = "Keep the response open and send events as server-sent events"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume a followed stream after this position"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = AuditPage),
+        (status = 200, description = "With follow: the events as server-sent events (`event: audit`, data: an AuditEvent)", content_type = "text/event-stream"),
+        (status = 400, description = "A parameter is wrong; details.parameter names it", body = ApiError),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+    ),
+)]
 pub async fn handle(
     store: Arc<Store>,
     principal: Principal,

@@ -11,16 +11,18 @@ use warp::{Rejection, Reply};
 use crate::auth::AuthError;
 
 /// An error answered to an API caller.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     /// The HTTP status.
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     /// A stable machine-readable code, e.g. `not_found`, `invalid`.
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
     /// Structured particulars, e.g. the field that is invalid.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

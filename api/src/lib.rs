@@ -10,6 +10,8 @@
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod metrics;
+pub mod openapi;
 mod server;
 
 pub use server::{AppState, ServerConfig, ServerError, Started, routes, serve};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use serde::Serialize;
-use stowage_engine::Store;
+use stowage_engine::{Runtime, Store, StoreOptions};
 use warp::Filter;
 use warp::http::StatusCode;
 
@@ -19,6 +19,8 @@ use crate::auth::{
     Principal, RoleMapping,
 };
 use crate::error::{self, ApiError};
+use crate::metrics::{Metrics, metrics_reply, route_template};
+use crate::openapi;
 
 /// How `stowage server` runs.
 #[derive(Debug, Clone)]
@@ -96,6 +98,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Who is calling.
     pub auth: Authenticator,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The body of `/healthz` and `/readyz`.
@@ -122,16 +126,26 @@ fn principal(
     })
 }
 
-/// Every route the server answers.
+/// Every route the server answers (listed in [`crate::openapi::ROUTES`]).
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let store = state.store.clone();
-    let health = warp::path!("healthz")
-        .or(warp::path!("readyz"))
-        .unify()
+    let healthz = warp::path!("healthz")
         .and(warp::get())
-        .map(move || health_reply(&store));
+        .map(move || healthz(&store));
+    let store = state.store.clone();
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .map(move || readyz(&store));
+    let store = state.store.clone();
+    let metrics = state.metrics.clone();
+    let metrics_text = warp::path!("metrics")
+        .and(warp::get())
+        .and_then(move || std::future::ready(metrics_reply(&metrics, &store)));
+    let openapi = warp::path!("v1" / "openapi.json")
+        .and(warp::get())
+        .map(|| warp::reply::json(&openapi::openapi_json()));
     let store = state.store.clone();
     let events = warp::path!("v1" / "events")
         .and(warp::get())
@@ -141,7 +155,52 @@ pub fn routes(
         .and_then(move |principal, query, last_event_id| {
             audit::handle(store.clone(), principal, query, last_event_id)
         });
-    health.or(events).recover(error::recover)
+    let metrics = state.metrics.clone();
+    let observe = warp::log::custom(move |info| {
+        metrics.observe_request(
+            route_template(info.path()),
+            info.method().as_str(),
+            info.status().as_u16(),
+            info.elapsed(),
+        )
+    });
+    healthz
+        .or(readyz)
+        .or(metrics_text)
+        .or(openapi)
+        .or(events)
+        .recover(error::recover)
+        .with(observe)
+}
+
+/// Whether the server is alive: its database answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "Alive; the database format"),
+        (status = 503, description = "The database does not answer"),
+    ),
+)]
+pub(crate) fn healthz(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
+    health_reply(store)
+}
+
+/// Whether the server is ready to serve: its database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "Ready"),
+        (status = 503, description = "Not ready"),
+    ),
+)]
+pub(crate) fn readyz(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
+    health_reply(store)
 }
 
 fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
@@ -179,7 +238,13 @@ pub async fn serve(
     if !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
-    let store = Arc::new(Store::open(&config.data_dir)?);
+    let store = Arc::new(Store::open_with(
+        &config.data_dir,
+        StoreOptions {
+            projections: vec![Runtime::projection()],
+            ..StoreOptions::default()
+        },
+    )?);
     let bootstrap_token_path = config.bootstrap_token_path();
     let (bootstrap, new_bootstrap_token) =
         match BootstrapToken::load_or_create(&bootstrap_token_path)? {
@@ -211,11 +276,16 @@ pub async fn serve(
         new_bootstrap_token,
         bootstrap_token_path,
     });
-    warp::serve(routes(AppState { store, auth }))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let metrics = Arc::new(Metrics::new());
+    warp::serve(routes(AppState {
+        store,
+        auth,
+        metrics,
+    }))
+    .incoming(listener)
+    .graceful(shutdown)
+    .run()
+    .await;
     tracing::info!("stowage server stopped");
     Ok(())
 }
@@ -229,6 +299,7 @@ mod tests {
         AppState {
             store: Arc::new(Store::open(dir).unwrap()),
             auth: Authenticator::default(),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use events::{RunStatus, workflow_event_json};
-pub use projection::{RunSummary, WORKFLOW_PROJECTION};
+pub use projection::{RunCount, RunSummary, WORKFLOW_PROJECTION, run_counts};
 pub use runtime::{Runtime, RuntimeOptions, StartOptions};
 pub use state::RunState;
 

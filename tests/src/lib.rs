@@ -1,11 +1,13 @@
 //! `stowage-tests`: what Stowage's tests stand on.
 //!
 //! It owns the harness that finds the real test services started by `ops/test` (S3 servers,
-//! Azurite, the GCS emulator, the OIDC provider) and fails loudly when one is missing, the
+//! Azurite, the GCS emulator, the OIDC provider) and fails loudly when one is missing, an API
+//! server on a loopback port for HTTP tests, the
 //! test-only translation that lets object_store's GCS client talk to the GCS emulator, and will
 //! own `kubesim` and the end-to-end tests.
 //!
 //! Product crates never depend on it.
 
+pub mod api_server;
 pub mod gcs_xml;
 pub mod services;

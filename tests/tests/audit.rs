@@ -7,25 +7,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use stowage::auth::{Authenticator, OidcConfig, OidcVerifier, RoleMapping};
 use stowage_engine::{ExpectedSeq, NewEvent, Store};
+use stowage_tests::api_server::ApiServer;
 use stowage_tests::services;
 
-struct Api {
-    base: String,
-    store: Arc<Store>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// Serves the API routes over a loopback socket with real OIDC verification.
-async fn start(oidc: &services::OidcService) -> Api {
+/// The API on a fresh store, trusting the test issuer, with `backup-admins` as admins.
+async fn start(oidc: &services::OidcService) -> (ApiServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let verifier = OidcVerifier::discover(OidcConfig::new(&oidc.issuer, &oidc.audience))
@@ -39,27 +25,7 @@ async fn start(oidc: &services::OidcService) -> Api {
             operator_groups: vec![],
         },
     );
-    let routes = stowage::routes(stowage::AppState {
-        store: store.clone(),
-        auth,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async {
-                let _ = stopped.await;
-            })
-            .run(),
-    );
-    Api {
-        base,
-        store,
-        stop: Some(stop),
-        _dir: dir,
-    }
+    (ApiServer::start(store, auth).await.unwrap(), dir)
 }
 
 async fn record(store: &Store, stream: &str, actor: &str) {
@@ -74,7 +40,7 @@ async fn record(store: &Store, stream: &str, actor: &str) {
         .unwrap();
 }
 
-async fn get(api: &Api, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+async fn get(api: &ApiServer, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let mut request = reqwest::Client::new().get(format!("{}{path}", api.base));
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -96,7 +62,7 @@ fn actors(page: &serde_json::Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_stream_pages_and_shows_each_caller_what_it_may_see() {
     let oidc = services::oidc();
-    let api = start(&oidc).await;
+    let (api, _dir) = start(&oidc).await;
     for (stream, actor) in [
         ("cluster/a", "alice"),
         ("cluster/b", "bob"),
@@ -215,7 +181,7 @@ async fn read_events(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn following_the_audit_stream_catches_up_then_sends_live_events() {
     let oidc = services::oidc();
-    let api = start(&oidc).await;
+    let (api, _dir) = start(&oidc).await;
     record(&api.store, "cluster/a", "bob").await;
     record(&api.store, "cluster/a", "alice").await;
     let bob = oidc.token(oidc.user("bob"), None).await.unwrap();

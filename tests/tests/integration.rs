@@ -5,5 +5,6 @@
 
 mod audit;
 mod auth;
+mod meta_routes;
 mod object_stores;
 mod server;

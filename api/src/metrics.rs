@@ -1,0 +1,173 @@
+//! `/metrics`: Prometheus text exposition of the API's requests (counts by route, method and
+//! status; latencies by route) and of the workflows the engine knows (runs by type and status).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use stowage_engine::{Store, WORKFLOW_PROJECTION, run_counts};
+
+/// Labels of a request counter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+/// Labels of a latency histogram.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// Labels of the workflow gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkflowLabels {
+    workflow: String,
+    status: String,
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    workflows: Family<WorkflowLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric the server exports.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stowage");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "API requests answered, by route, method and status",
+            requests.clone(),
+        );
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "api_request_duration_seconds",
+            "Time to answer an API request, by route",
+            latency.clone(),
+        );
+        let workflows = Family::<WorkflowLabels, Gauge>::default();
+        registry.register(
+            "workflow_runs",
+            "Workflow runs recorded, by workflow type and status",
+            workflows.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            workflows,
+        }
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition text, with workflow counts read from the store now.
+    pub fn render(&self, store: &Store) -> Result<String, stowage_engine::Error> {
+        if store.has_projection(WORKFLOW_PROJECTION) {
+            self.workflows.clear();
+            for count in run_counts(store)? {
+                self.workflows
+                    .get_or_create(&WorkflowLabels {
+                        workflow: count.workflow,
+                        status: count.status.as_str().to_string(),
+                    })
+                    .set(i64::try_from(count.runs).unwrap_or(i64::MAX));
+            }
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail; an error here would be a bug in the encoder.
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %err, "cannot encode metrics");
+        }
+        Ok(text)
+    }
+}
+
+/// The route template a request path belongs to (`{name}` matches one segment), so that metric
+/// labels stay few; `unmatched` for paths that are no route.
+pub fn route_template(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    crate::openapi::ROUTES
+        .iter()
+        .map(|(_, template)| *template)
+        .find(|template| {
+            let pattern: Vec<&str> = template.trim_matches('/').split('/').collect();
+            pattern.len() == segments.len()
+                && pattern
+                    .iter()
+                    .zip(&segments)
+                    .all(|(want, got)| want.starts_with('{') || want == got)
+        })
+        .unwrap_or("unmatched")
+}
+
+/// The Prometheus exposition of the server's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain")),
+)]
+pub(crate) fn metrics_reply(
+    metrics: &Metrics,
+    store: &Store,
+) -> Result<impl warp::Reply + use<>, warp::Rejection> {
+    metrics
+        .render(store)
+        .map(|text| {
+            warp::reply::with_header(
+                text,
+                "content-type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        })
+        .map_err(|err| crate::error::ApiError::internal(&err).reject())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_their_route_templates() {
+        assert_eq!(route_template("/v1/events"), "/v1/events");
+        assert_eq!(route_template("/v1/events/"), "/v1/events");
+        assert_eq!(route_template("/healthz"), "/healthz");
+        assert_eq!(route_template("/v1/nothing/here"), "unmatched");
+    }
+}

@@ -1,0 +1,99 @@
+//! The OpenAPI 3 document served at `/v1/openapi.json`, generated from the handlers' own
+//! annotations and the types they answer with, and the table of every route the server has
+//! (a test holds the two together).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::audit::{AuditEvent, AuditPage};
+use crate::error::ApiError;
+
+/// Every route the server answers, as (method, path template).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/v1/openapi.json"),
+    ("get", "/v1/events"),
+];
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Stowage",
+        description = "Back up Kubernetes applications with their data; restore them anywhere.",
+    ),
+    paths(
+        crate::server::healthz,
+        crate::server::readyz,
+        crate::metrics::metrics_reply,
+        openapi_json,
+        crate::audit::handle,
+    ),
+    components(schemas(ApiError, AuditEvent, AuditPage)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (OIDC access token) or the bootstrap admin token")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of this server.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "This document", content_type = "application/json")),
+)]
+pub fn openapi_json() -> serde_json::Value {
+    // Invariant: the document is built from static annotations of serializable types.
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_route_is_in_the_document_and_nothing_else() {
+        let document = openapi_json();
+        let paths = document["paths"].as_object().unwrap();
+        for (method, path) in ROUTES {
+            assert!(
+                paths
+                    .get(*path)
+                    .and_then(|item| item.get(*method))
+                    .is_some(),
+                "{method} {path} is served but missing from /v1/openapi.json"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "the document lists routes the server lacks"
+        );
+        assert!(document["components"]["schemas"]["AuditPage"].is_object());
+    }
+}
