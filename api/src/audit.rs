@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stowage_engine::{RecordedEvent, Store};
 use warp::Reply;
 use warp::sse::Event;
@@ -25,7 +25,7 @@ pub const MAX_PAGE: usize = 1000;
 pub const DEFAULT_PAGE: usize = 100;
 
 /// One event of the audit stream.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the global log, from 1.
     pub global_seq: u64,
@@ -47,7 +47,7 @@ pub struct AuditEvent {
 }
 
 /// A page of the audit stream.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditPage {
     /// The events, in log order.
     pub events: Vec<AuditEvent>,

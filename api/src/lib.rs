@@ -9,6 +9,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod cli;
 pub mod error;
 pub mod metrics;
 pub mod openapi;

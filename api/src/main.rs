@@ -1,55 +1,9 @@
-//! The `stowage` command: the server and, later, the client commands.
-
-use std::net::SocketAddr;
-use std::path::PathBuf;
+//! The `stowage` command: the server, and the client commands that talk to it.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use stowage::cli::{self, AdminCommand, Cli, Command, ServerArgs};
 use tracing_subscriber::EnvFilter;
-
-/// Stowage: back up Kubernetes applications with their data, restore them anywhere.
-#[derive(Debug, Parser)]
-#[command(name = "stowage", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Runs the Stowage server: the REST API over an embedded RocksDB.
-    Server {
-        /// Folder of the embedded database; created if missing.
-        #[arg(long, env = "STOWAGE_DATA_DIR", default_value = "./stowage-data")]
-        data_dir: PathBuf,
-        /// Address to listen on (loopback only until TLS is configured).
-        #[arg(long, env = "STOWAGE_LISTEN", default_value = "127.0.0.1:8432")]
-        listen: SocketAddr,
-        /// OIDC issuer URL whose access tokens are accepted (discovered at start).
-        #[arg(long, env = "STOWAGE_OIDC_ISSUER", requires = "oidc_audience")]
-        oidc_issuer: Option<String>,
-        /// The audience Stowage's access tokens carry.
-        #[arg(long, env = "STOWAGE_OIDC_AUDIENCE")]
-        oidc_audience: Option<String>,
-        /// The token claim holding the caller's groups.
-        #[arg(long, env = "STOWAGE_OIDC_GROUPS_CLAIM", default_value = "groups")]
-        oidc_groups_claim: String,
-        /// A group whose members are admins (repeatable).
-        #[arg(
-            long = "admin-group",
-            env = "STOWAGE_ADMIN_GROUPS",
-            value_delimiter = ','
-        )]
-        admin_groups: Vec<String>,
-        /// A group whose members are operators (repeatable).
-        #[arg(
-            long = "operator-group",
-            env = "STOWAGE_OPERATOR_GROUPS",
-            value_delimiter = ','
-        )]
-        operator_groups: Vec<String>,
-    },
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -61,31 +15,38 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Server {
-            data_dir,
-            listen,
-            oidc_issuer,
-            oidc_audience,
-            oidc_groups_claim,
-            admin_groups,
-            operator_groups,
-        } => {
-            let mut config = stowage::ServerConfig::new(data_dir, listen);
-            if let (Some(issuer), Some(audience)) = (oidc_issuer, oidc_audience) {
-                let mut oidc = stowage::auth::OidcConfig::new(issuer, audience);
-                oidc.groups_claim = oidc_groups_claim;
-                config.oidc = Some(oidc);
-            }
-            config.roles = stowage::auth::RoleMapping {
-                admin_groups,
-                operator_groups,
-            };
-            stowage::serve(config, print_started, shutdown_signal())
-                .await
-                .context("stowage server")?;
-        }
+        Command::Server(args) => server(args).await?,
+        Command::Login { server, token } => cli::login(&server, &token).await?,
+        Command::Whoami(flags) => cli::whoami(&flags).await?,
+        Command::Events {
+            after,
+            limit,
+            follow,
+            client,
+        } => cli::events(after, limit, follow, &client).await?,
+        Command::Admin { command } => match command {
+            AdminCommand::Inspect { data_dir, output } => cli::admin_inspect(&data_dir, output)?,
+            AdminCommand::Rebuild { data_dir } => cli::admin_rebuild(&data_dir).await?,
+        },
+        Command::Completion { shell } => cli::completion(shell),
     }
     Ok(())
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let mut config = stowage::ServerConfig::new(args.data_dir, args.listen);
+    if let (Some(issuer), Some(audience)) = (args.oidc_issuer, args.oidc_audience) {
+        let mut oidc = stowage::auth::OidcConfig::new(issuer, audience);
+        oidc.groups_claim = args.oidc_groups_claim;
+        config.oidc = Some(oidc);
+    }
+    config.roles = stowage::auth::RoleMapping {
+        admin_groups: args.admin_groups,
+        operator_groups: args.operator_groups,
+    };
+    stowage::serve(config, print_started, shutdown_signal())
+        .await
+        .context("stowage server")
 }
 
 /// Tells the operator where the server listens, and the bootstrap token the one time it exists.

@@ -15,6 +15,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
     ("get", "/v1/events"),
+    ("get", "/v1/whoami"),
 ];
 
 /// The document.
@@ -30,6 +31,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::metrics::metrics_reply,
         openapi_json,
         crate::audit::handle,
+        crate::server::whoami,
     ),
     components(schemas(ApiError, AuditEvent, AuditPage)),
     modifiers(&BearerAuth),

@@ -155,6 +155,10 @@ pub fn routes(
         .and_then(move |principal, query, last_event_id| {
             audit::handle(store.clone(), principal, query, last_event_id)
         });
+    let whoami = warp::path!("v1" / "whoami")
+        .and(warp::get())
+        .and(principal(state.auth.clone()))
+        .map(whoami);
     let metrics = state.metrics.clone();
     let observe = warp::log::custom(move |info| {
         metrics.observe_request(
@@ -169,6 +173,7 @@ pub fn routes(
         .or(metrics_text)
         .or(openapi)
         .or(events)
+        .or(whoami)
         .recover(error::recover)
         .with(observe)
 }
@@ -228,6 +233,31 @@ fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
     warp::reply::with_status(warp::reply::json(&body), status)
 }
 
+/// Opens the server's database with every projection the server keeps.
+pub(crate) fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::Error> {
+    Store::open_with(
+        data_dir,
+        StoreOptions {
+            projections: vec![Runtime::projection()],
+            ..StoreOptions::default()
+        },
+    )
+}
+
+/// Who the server takes the caller for.
+#[utoipa::path(
+    get,
+    path = "/v1/whoami",
+    tag = "auth",
+    responses(
+        (status = 200, description = "The caller's subject, groups and role"),
+        (status = 401, description = "No valid bearer token", body = ApiError),
+    ),
+)]
+pub(crate) fn whoami(principal: Principal) -> warp::reply::Json {
+    warp::reply::json(&principal)
+}
+
 /// Opens the database, sets up authentication, binds the address and serves until `shutdown`
 /// completes. `on_ready` is called once the server accepts connections.
 pub async fn serve(
@@ -238,13 +268,7 @@ pub async fn serve(
     if !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
-    let store = Arc::new(Store::open_with(
-        &config.data_dir,
-        StoreOptions {
-            projections: vec![Runtime::projection()],
-            ..StoreOptions::default()
-        },
-    )?);
+    let store = Arc::new(open_store(&config.data_dir)?);
     let bootstrap_token_path = config.bootstrap_token_path();
     let (bootstrap, new_bootstrap_token) =
         match BootstrapToken::load_or_create(&bootstrap_token_path)? {

@@ -13,7 +13,9 @@ pub use bootstrap::{BOOTSTRAP_SUBJECT, Bootstrap, BootstrapError, BootstrapToken
 pub use oidc::{OidcConfig, OidcVerifier, VerifiedToken};
 
 /// A caller's standing on the server as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Sees and acts on its own objects and those shared with it.
@@ -22,6 +24,17 @@ pub enum Role {
     Operator,
     /// Sees and does everything.
     Admin,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Admin => "admin",
+        }
+    }
 }
 
 /// Which groups hold which role; a caller in none of them is a viewer.
@@ -48,7 +61,7 @@ impl RoleMapping {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     /// Who: the token's subject, or [`BOOTSTRAP_SUBJECT`].
     pub subject: String,

@@ -1,0 +1,170 @@
+//! The CLI's HTTP client: the server's REST API with the configured token, and errors that say
+//! what to do next.
+
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server did not answer.
+    #[error(
+        "cannot reach the Stowage server at {server}: {reason}\n  is it running? start one with `stowage server`, or point to another with --server or `stowage login --server URL`"
+    )]
+    Unreachable {
+        /// The server's URL.
+        server: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server answered with an error.
+    #[error("{message}{hint}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error's code.
+        code: String,
+        /// The error's message.
+        message: String,
+        /// Its details.
+        details: serde_json::Value,
+        /// What to do about it, if the CLI knows.
+        hint: String,
+    },
+    /// The answer could not be read.
+    #[error("unexpected answer from {url}: {reason}")]
+    Unexpected {
+        /// What was asked.
+        url: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+}
+
+/// A client of one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    server: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of `server` presenting `token`.
+    pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|err| ClientError::Unreachable {
+                server: server.to_string(),
+                reason: err.to_string(),
+            })?;
+        Ok(Self {
+            server: server.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    /// The server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn request(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("{}{path}", self.server));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|err| ClientError::Unreachable {
+                server: self.server.clone(),
+                reason: err.to_string(),
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let code = body["code"].as_str().unwrap_or("unknown").to_string();
+        let message = body["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status} from {}{path}", self.server));
+        let hint = match status {
+            401 => format!(
+                "\n  log in with `stowage login --server {} --token TOKEN`",
+                self.server
+            ),
+            403 => "\n  ask an admin to share it with you or to grant you a role".into(),
+            _ => String::new(),
+        };
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+            details: body["details"].clone(),
+            hint,
+        })
+    }
+
+    /// GETs `path` and reads the JSON answer.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let response = self.send(self.request(path), path).await?;
+        response
+            .json()
+            .await
+            .map_err(|err| ClientError::Unexpected {
+                url: format!("{}{path}", self.server),
+                reason: err.to_string(),
+            })
+    }
+
+    /// GETs `path` as server-sent events and yields each event's data, parsed as JSON.
+    pub async fn follow<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<T, ClientError>> + use<T>, ClientError> {
+        use eventsource_stream::Eventsource;
+        let request = self.request(path).header("accept", "text/event-stream");
+        let response = self.send(request, path).await?;
+        let url = format!("{}{path}", self.server);
+        Ok(response
+            .bytes_stream()
+            .eventsource()
+            .filter_map(move |event| {
+                let url = url.clone();
+                async move {
+                    match event {
+                        Ok(event) if event.event == "error" => Some(Err(ClientError::Unexpected {
+                            url,
+                            reason: event.data,
+                        })),
+                        Ok(event) if event.data.is_empty() => None,
+                        Ok(event) => Some(serde_json::from_str(&event.data).map_err(|err| {
+                            ClientError::Unexpected {
+                                url,
+                                reason: err.to_string(),
+                            }
+                        })),
+                        Err(err) => Some(Err(ClientError::Unexpected {
+                            url,
+                            reason: err.to_string(),
+                        })),
+                    }
+                }
+            }))
+    }
+}

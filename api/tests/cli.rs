@@ -1,0 +1,250 @@
+//! The `stowage` binary as a user runs it: a real server process, then `login`, `whoami`,
+//! `events` (table, JSON, YAML, follow), `admin inspect|rebuild`, `completion`, and the errors
+//! that tell the user what to do next.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use stowage_engine::{ExpectedSeq, NewEvent, Store};
+
+const STOWAGE: &str = env!("CARGO_BIN_EXE_stowage");
+
+/// A `stowage server` process, ended (SIGTERM, then waited for) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+fn stop(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    // SIGTERM lets the server close its database cleanly.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+/// Starts the server on an ephemeral port; reads its address and bootstrap token from stderr.
+fn start_server(data_dir: &Path) -> Server {
+    let mut child = Command::new(STOWAGE)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("STOWAGE_LOG", "warn")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut url = None;
+    let mut token = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("stowage server listening on ") {
+            url = Some(rest.trim().to_string());
+        } else if line.trim().starts_with("stowage-bootstrap-") {
+            token = Some(line.trim().to_string());
+            break;
+        }
+    }
+    Server {
+        child,
+        url: url.expect("the server printed its address"),
+        token: token.expect("a first start prints the bootstrap token"),
+    }
+}
+
+fn stowage(config: &Path, args: &[&str]) -> Output {
+    Command::new(STOWAGE)
+        .args(args)
+        .env("STOWAGE_CONFIG", config)
+        .env_remove("STOWAGE_SERVER")
+        .env_remove("STOWAGE_TOKEN")
+        .env("STOWAGE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "stowage failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    assert!(!output.status.success(), "stowage should have failed");
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// History from before the server starts: two commands by two users.
+fn record_history(data: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = Store::open(data).unwrap();
+        for (stream, actor) in [("cluster/prod", "alice"), ("location/s3", "bob")] {
+            let event = NewEvent {
+                kind: "test.registered".into(),
+                payload_version: 1,
+                payload: vec![7],
+            };
+            store
+                .append(stream, ExpectedSeq::Any, vec![event], actor)
+                .await
+                .unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_user_logs_in_reads_the_audit_stream_and_an_admin_inspects_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let config = dir.path().join("cli").join("config.toml");
+    record_history(&data);
+    let mut server = start_server(&data);
+
+    let refused = stderr(&stowage(&config, &["events", "--server", &server.url]));
+    assert!(refused.contains("no bearer token"), "{refused}");
+    assert!(refused.contains("stowage login"), "{refused}");
+
+    let wrong = stderr(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", "made-up"],
+    ));
+    assert!(wrong.contains("unknown token"), "{wrong}");
+    assert!(!config.exists(), "a refused login stores nothing");
+
+    let login = stdout(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", &server.token],
+    ));
+    assert!(
+        login.contains("as stowage:bootstrap-admin (admin)"),
+        "{login}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the config file holds a token");
+    }
+
+    let who: serde_json::Value =
+        serde_json::from_str(&stdout(&stowage(&config, &["whoami", "-o", "json"]))).unwrap();
+    assert_eq!(who["role"], "admin");
+
+    let table = stdout(&stowage(&config, &["events"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].contains("SEQ") && lines[0].contains("ACTOR"),
+        "{table}"
+    );
+    assert!(
+        lines[1].contains("alice") && lines[1].contains("cluster/prod"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("bob") && lines[2].contains("test.registered"),
+        "{table}"
+    );
+
+    let page: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["events", "--after", "1", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(page["events"].as_array().unwrap().len(), 1);
+    assert_eq!(page["events"][0]["actor"], "bob");
+    let yaml = stdout(&stowage(&config, &["events", "-o", "yaml"]));
+    assert!(yaml.contains("actor: alice"), "{yaml}");
+
+    // --follow prints the history, then waits for more: read two lines and stop it.
+    let mut follow = Command::new(STOWAGE)
+        .args(["events", "--follow", "-o", "json"])
+        .env("STOWAGE_CONFIG", &config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (first["global_seq"].as_u64(), second["global_seq"].as_u64()),
+        (Some(1), Some(2))
+    );
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+
+    // The running server holds the database: rebuild says so.
+    let locked = stderr(&stowage(
+        &config,
+        &["admin", "rebuild", "--data-dir", data_arg],
+    ));
+    assert!(locked.contains("still running"), "{locked}");
+
+    stop(&mut server.child);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["admin", "inspect", "-o", "json", "--data-dir", data_arg],
+    )))
+    .unwrap();
+    assert_eq!(report["events"], 2);
+    assert_eq!(report["streams"], 2);
+    assert_eq!(report["problems"], serde_json::json!([]));
+    let rebuilt = stdout(&stowage(
+        &config,
+        &["admin", "rebuild", "--data-dir", data_arg],
+    ));
+    assert!(rebuilt.contains("replayed 2 events"), "{rebuilt}");
+
+    let unreachable = stderr(&stowage(
+        &config,
+        &["whoami", "--server", "http://127.0.0.1:9"],
+    ));
+    assert!(
+        unreachable.contains("cannot reach the Stowage server at http://127.0.0.1:9"),
+        "{unreachable}"
+    );
+    assert!(unreachable.contains("stowage server"), "{unreachable}");
+    let nothing = stderr(&stowage(
+        &config,
+        &[
+            "admin",
+            "rebuild",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    ));
+    assert!(nothing.contains("holds no Stowage database"), "{nothing}");
+}
+
+#[test]
+fn completion_scripts_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    for (shell, marker) in [
+        ("bash", "_stowage()"),
+        ("zsh", "#compdef stowage"),
+        ("fish", "complete -c stowage"),
+    ] {
+        let script = stdout(&stowage(&config, &["completion", shell]));
+        assert!(script.contains(marker), "{shell}");
+        assert!(script.contains("events"), "{shell} completes subcommands");
+    }
+}
