@@ -124,7 +124,9 @@ impl AuditQuery {
 
 /// Shows a recorded event, its payload decoded where the server knows the kind.
 pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
-    let payload = match stowage_engine::workflow_event_json(event) {
+    let shown = stowage_engine::workflow_event_json(event)
+        .or_else(|| stowage_workflows::entity_event_json(event));
+    let payload = match shown {
         Some(Ok(value)) => value,
         Some(Err(err)) => {
             tracing::warn!(stream = %event.stream, seq = event.seq, error = %err, "cannot show an event");

@@ -9,10 +9,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod cli;
+pub mod entities;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
 mod server;
 
-pub use server::{AppState, ServerConfig, ServerError, Started, routes, serve};
+pub use server::{AppState, ServerConfig, ServerError, Started, open_store, routes, serve};

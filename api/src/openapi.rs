@@ -6,6 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::audit::{AuditEvent, AuditPage};
+use crate::entities::{CreateBody, SharesBody, UpdateBody};
 use crate::error::ApiError;
 
 /// Every route the server answers, as (method, path template).
@@ -16,6 +17,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/openapi.json"),
     ("get", "/v1/events"),
     ("get", "/v1/whoami"),
+    ("post", "/v1/rules"),
+    ("get", "/v1/rules"),
+    ("get", "/v1/rules/{id}"),
+    ("put", "/v1/rules/{id}"),
+    ("delete", "/v1/rules/{id}"),
+    ("put", "/v1/rules/{id}/shares"),
 ];
 
 /// The document.
@@ -32,8 +39,14 @@ pub const ROUTES: &[(&str, &str)] = &[
         openapi_json,
         crate::audit::handle,
         crate::server::whoami,
+        crate::entities::create_rule,
+        crate::entities::list_rules,
+        crate::entities::get_rule,
+        crate::entities::update_rule,
+        crate::entities::delete_rule,
+        crate::entities::share_rule,
     ),
-    components(schemas(ApiError, AuditEvent, AuditPage)),
+    components(schemas(ApiError, AuditEvent, AuditPage, CreateBody, UpdateBody, SharesBody)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

@@ -13,11 +13,14 @@ use stowage_engine::{Runtime, Store, StoreOptions};
 use warp::Filter;
 use warp::http::StatusCode;
 
+use stowage_workflows::entity::{Entities, EntitiesProjection, Kind};
+
 use crate::audit;
 use crate::auth::{
     AuthError, Authenticator, Bootstrap, BootstrapError, BootstrapToken, OidcConfig, OidcVerifier,
     Principal, RoleMapping,
 };
+use crate::entities;
 use crate::error::{self, ApiError};
 use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
@@ -100,6 +103,20 @@ pub struct AppState {
     pub auth: Authenticator,
     /// What `/metrics` reports.
     pub metrics: Arc<Metrics>,
+    /// Registered entities (rules, ...), on the same store.
+    pub entities: Entities,
+}
+
+impl AppState {
+    /// The state of a server on `store` (which must have the projections of [`open_store`]).
+    pub fn new(store: Arc<Store>, auth: Authenticator) -> Self {
+        Self {
+            entities: Entities::new(store.clone()),
+            store,
+            auth,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
 }
 
 /// The body of `/healthz` and `/readyz`.
@@ -155,6 +172,12 @@ pub fn routes(
         .and_then(move |principal, query, last_event_id| {
             audit::handle(store.clone(), principal, query, last_event_id)
         });
+    let rules = entities::routes(
+        Kind::Rule,
+        "rules",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
     let whoami = warp::path!("v1" / "whoami")
         .and(warp::get())
         .and(principal(state.auth.clone()))
@@ -174,6 +197,7 @@ pub fn routes(
         .or(openapi)
         .or(events)
         .or(whoami)
+        .or(rules)
         .recover(error::recover)
         .with(observe)
 }
@@ -234,11 +258,11 @@ fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
 }
 
 /// Opens the server's database with every projection the server keeps.
-pub(crate) fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::Error> {
+pub fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::Error> {
     Store::open_with(
         data_dir,
         StoreOptions {
-            projections: vec![Runtime::projection()],
+            projections: vec![Runtime::projection(), Arc::new(EntitiesProjection)],
             ..StoreOptions::default()
         },
     )
@@ -300,16 +324,11 @@ pub async fn serve(
         new_bootstrap_token,
         bootstrap_token_path,
     });
-    let metrics = Arc::new(Metrics::new());
-    warp::serve(routes(AppState {
-        store,
-        auth,
-        metrics,
-    }))
-    .incoming(listener)
-    .graceful(shutdown)
-    .run()
-    .await;
+    warp::serve(routes(AppState::new(store, auth)))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
     tracing::info!("stowage server stopped");
     Ok(())
 }
@@ -320,11 +339,7 @@ mod tests {
     use super::*;
 
     fn state(dir: &std::path::Path) -> AppState {
-        AppState {
-            store: Arc::new(Store::open(dir).unwrap()),
-            auth: Authenticator::default(),
-            metrics: Arc::new(Metrics::new()),
-        }
+        AppState::new(Arc::new(open_store(dir).unwrap()), Authenticator::default())
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stowage::auth::Authenticator;
+use stowage::auth::{Authenticator, OidcConfig, OidcVerifier, RoleMapping};
 use stowage_engine::Store;
 
 /// A running API server.
@@ -16,13 +16,10 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Serves the routes on `store` with `auth`, on an ephemeral loopback port.
+    /// Serves the routes on `store` (opened with [`stowage::open_store`] or with the projections
+    /// the test needs) with `auth`, on an ephemeral loopback port.
     pub async fn start(store: Arc<Store>, auth: Authenticator) -> std::io::Result<Self> {
-        let routes = stowage::routes(stowage::AppState {
-            store: store.clone(),
-            auth,
-            metrics: Arc::new(stowage::metrics::Metrics::new()),
-        });
+        let routes = stowage::routes(stowage::AppState::new(store.clone(), auth));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -45,6 +42,26 @@ impl ApiServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// An authenticator trusting the test OIDC issuer, with these admin and operator groups.
+pub async fn oidc_authenticator(
+    oidc: &crate::services::OidcService,
+    admin_groups: &[&str],
+    operator_groups: &[&str],
+) -> Authenticator {
+    let verifier = OidcVerifier::discover(OidcConfig::new(&oidc.issuer, &oidc.audience))
+        .await
+        .unwrap_or_else(|err| panic!("cannot discover the test OIDC issuer: {err}"));
+    let names = |groups: &[&str]| groups.iter().map(|group| group.to_string()).collect();
+    Authenticator::new(
+        None,
+        Some(verifier),
+        RoleMapping {
+            admin_groups: names(admin_groups),
+            operator_groups: names(operator_groups),
+        },
+    )
 }
 
 impl Drop for ApiServer {

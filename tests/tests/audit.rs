@@ -5,26 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use stowage::auth::{Authenticator, OidcConfig, OidcVerifier, RoleMapping};
 use stowage_engine::{ExpectedSeq, NewEvent, Store};
-use stowage_tests::api_server::ApiServer;
+use stowage_tests::api_server::{ApiServer, oidc_authenticator};
 use stowage_tests::services;
 
 /// The API on a fresh store, trusting the test issuer, with `backup-admins` as admins.
 async fn start(oidc: &services::OidcService) -> (ApiServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let verifier = OidcVerifier::discover(OidcConfig::new(&oidc.issuer, &oidc.audience))
-        .await
-        .unwrap();
-    let auth = Authenticator::new(
-        None,
-        Some(verifier),
-        RoleMapping {
-            admin_groups: vec!["backup-admins".into()],
-            operator_groups: vec![],
-        },
-    );
+    let auth = oidc_authenticator(oidc, &["backup-admins"], &[]).await;
     (ApiServer::start(store, auth).await.unwrap(), dir)
 }
 

@@ -7,4 +7,5 @@ mod audit;
 mod auth;
 mod meta_routes;
 mod object_stores;
+mod rules;
 mod server;

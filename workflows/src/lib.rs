@@ -7,3 +7,9 @@
 //! It builds on `stowage-engine` (durability) and `stowage-storage` (bytes at rest) and knows
 //! nothing of HTTP, the CLI or authentication: the `stowage` crate turns requests into the
 //! commands defined here.
+
+pub mod entity;
+pub mod rule;
+pub mod validate;
+
+pub use entity::events_json as entity_event_json;
