@@ -2,8 +2,7 @@
 //! time or followed live as server-sent events.
 //!
 //! Each caller sees only what it may: admins see every event with its actor; everyone else sees
-//! the events they caused. (Events of objects shared with a caller join that view when objects
-//! carry owners and shares.)
+//! the events they caused and the events of the entities they may see (owned or shared).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,7 +15,10 @@ use stowage_engine::{RecordedEvent, Store};
 use warp::Reply;
 use warp::sse::Event;
 
+use stowage_workflows::entity::{Entities, Kind};
+
 use crate::auth::Principal;
+use crate::authz;
 use crate::error::ApiError;
 
 /// The most events one page holds.
@@ -148,9 +150,30 @@ pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
     }
 }
 
-/// Whether `principal` may see `event`.
-pub fn visible_to(principal: &Principal, event: &RecordedEvent) -> bool {
-    principal.is_admin() || event.actor == principal.subject
+/// Whether `principal` may see `event`: admins see all; others what they caused, and the events
+/// of entities they may see now (their own and those shared with them).
+pub fn visible_to(entities: &Entities, principal: &Principal, event: &RecordedEvent) -> bool {
+    if principal.is_admin() || event.actor == principal.subject {
+        return true;
+    }
+    let Some((kind, id)) = event
+        .stream
+        .strip_prefix("entity/")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return false;
+    };
+    let Some(kind) = Kind::parse(kind) else {
+        return false;
+    };
+    match entities.get(kind, id) {
+        Ok(Some(record)) => authz::visible(principal, &record),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(stream = %event.stream, error = %err, "cannot read an entity for the audit stream");
+            false
+        }
+    }
 }
 
 /// The audit stream: events of the global log the caller may see, after a position; a page, or
@@ -175,6 +198,7 @@ pub fn visible_to(principal: &Principal, event: &RecordedEvent) -> bool {
 )]
 pub async fn handle(
     store: Arc<Store>,
+    entities: Entities,
     principal: Principal,
     query: HashMap<String, String>,
     last_event_id: Option<String>,
@@ -191,13 +215,14 @@ pub async fn handle(
         query.follow = true;
     }
     if query.follow {
-        return Ok(follow(store, principal, query.after).into_response());
+        return Ok(follow(store, entities, principal, query.after).into_response());
     }
-    page(&store, &principal, &query).map(|page| warp::reply::json(&page).into_response())
+    page(&store, &entities, &principal, &query).map(|page| warp::reply::json(&page).into_response())
 }
 
 fn page(
     store: &Store,
+    entities: &Entities,
     principal: &Principal,
     query: &AuditQuery,
 ) -> Result<AuditPage, warp::Rejection> {
@@ -211,7 +236,7 @@ fn page(
         let Some(last) = chunk.last() else { break };
         let last_seq = last.global_seq;
         for event in &chunk {
-            if visible_to(principal, event) {
+            if visible_to(entities, principal, event) {
                 events.push(audit_event(event));
                 if events.len() == query.limit {
                     return Ok(AuditPage {
@@ -229,10 +254,10 @@ fn page(
     })
 }
 
-fn follow(store: Arc<Store>, principal: Principal, after: u64) -> impl Reply {
+fn follow(store: Arc<Store>, entities: Entities, principal: Principal, after: u64) -> impl Reply {
     let events = store
         .subscribe(after)
-        .try_filter(move |event| std::future::ready(visible_to(&principal, event)))
+        .try_filter(move |event| std::future::ready(visible_to(&entities, &principal, event)))
         .map(|event| -> Result<Event, Infallible> {
             Ok(match event {
                 Ok(event) => {

@@ -164,13 +164,20 @@ pub fn routes(
         .and(warp::get())
         .map(|| warp::reply::json(&openapi::openapi_json()));
     let store = state.store.clone();
+    let entities = state.entities.clone();
     let events = warp::path!("v1" / "events")
         .and(warp::get())
         .and(principal(state.auth.clone()))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::optional::<String>("last-event-id"))
         .and_then(move |principal, query, last_event_id| {
-            audit::handle(store.clone(), principal, query, last_event_id)
+            audit::handle(
+                store.clone(),
+                entities.clone(),
+                principal,
+                query,
+                last_event_id,
+            )
         });
     let rules = entities::routes(
         Kind::Rule,

@@ -180,7 +180,18 @@ async fn rules_are_created_validated_shared_and_guarded() {
         (403, Some("forbidden")),
         "{body}"
     );
+    // The audit stream shows carol the history of what was shared with her, not by her own hand.
+    let (_, events) = users.call("carol", M::GET, "/v1/events", None).await;
+    let streams: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(streams, ["entity.created", "entity.shared"]);
     // dave is in no group: still nothing.
+    let (_, events) = users.call("dave", M::GET, "/v1/events", None).await;
+    assert_eq!(events["events"], json!([]));
     let (status, _) = users.call("dave", M::GET, &path, None).await;
     assert_eq!(status, 404);
 
