@@ -76,6 +76,15 @@ fn validate_spec(
                 }]
             })
         }
+        Kind::SchedulePolicy => {
+            let policy = stowage_workflows::schedule_policy::SchedulePolicySpec::parse(spec)?;
+            serde_json::to_value(policy.spec()).map_err(|err| {
+                vec![FieldError {
+                    field: "spec".into(),
+                    message: err.to_string(),
+                }]
+            })
+        }
         other => Err(vec![FieldError {
             field: "kind".into(),
             message: format!(
@@ -120,6 +129,34 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     })
 }
 
+/// Upcoming runs shown with a schedule policy.
+const NEXT_RUNS_SHOWN: usize = 3;
+
+/// A record as the API shows it: for schedule policies, with `next_runs` (RFC 3339, UTC)
+/// computed now.
+fn shown(record: &Record) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).unwrap_or_default();
+    if record.kind == Kind::SchedulePolicy
+        && let Ok(policy) =
+            stowage_workflows::schedule_policy::SchedulePolicySpec::parse(&record.spec)
+    {
+        let mut at = chrono::Utc::now();
+        let mut runs = Vec::new();
+        while runs.len() < NEXT_RUNS_SHOWN
+            && let Some(next) = policy.next_run(at)
+        {
+            runs.push(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            at = next;
+        }
+        value["next_runs"] = serde_json::json!(runs);
+    }
+    value
+}
+
+fn record_reply(status: StatusCode, record: &Record) -> Response {
+    json_reply(status, &shown(record))
+}
+
 fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
@@ -156,7 +193,7 @@ async fn create(
         )
         .await
         .map_err(entity_error)?;
-    Ok(json_reply(StatusCode::CREATED, &record))
+    Ok(record_reply(StatusCode::CREATED, &record))
 }
 
 fn list(
@@ -208,7 +245,11 @@ fn list(
     let page: Page = entities
         .list(kind, &list, |record| authz::visible(principal, record))
         .map_err(entity_error)?;
-    Ok(json_reply(StatusCode::OK, &page))
+    let items: Vec<serde_json::Value> = page.items.iter().map(shown).collect();
+    Ok(json_reply(
+        StatusCode::OK,
+        &serde_json::json!({ "items": items, "next_after": page.next_after }),
+    ))
 }
 
 fn get(
@@ -219,7 +260,7 @@ fn get(
 ) -> Result<Response, ApiError> {
     let record = existing(entities, kind, id)?;
     authz::require(principal, &record, ShareLevel::View)?;
-    Ok(json_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record))
 }
 
 async fn update(
@@ -244,7 +285,7 @@ async fn update(
         )
         .await
         .map_err(entity_error)?;
-    Ok(json_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record))
 }
 
 async fn share(
@@ -261,7 +302,7 @@ async fn share(
         .share(kind, &id, body.version, body.shares, &principal.subject)
         .await
         .map_err(entity_error)?;
-    Ok(json_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record))
 }
 
 async fn delete(
@@ -299,53 +340,76 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-// The OpenAPI operations of `/v1/rules`. The handlers above serve every kind; these items carry
-// each route's annotations for `crate::openapi` (utoipa reads the attributes, nothing calls the
-// functions), and the route table test keeps them in step with what `routes` serves.
+/// The OpenAPI operations of one entity kind's routes. The handlers above serve every kind; the
+/// items this makes carry each route's annotations for `crate::openapi` (utoipa reads the
+/// attributes, nothing calls the functions), and the route table test keeps them in step with
+/// what [`routes`] serves.
+macro_rules! entity_route_docs {
+    ($module:ident, $tag:literal, $collection:literal, $item:literal, $shares:literal) => {
+        #[allow(dead_code)]
+        pub(crate) mod $module {
+            use crate::entities::{CreateBody, SharesBody, UpdateBody};
+            use crate::error::ApiError;
 
-/// Creates a rule.
-#[allow(dead_code)]
-#[utoipa::path(post, path = "/v1/rules", tag = "rules", request_body = CreateBody,
-    responses((status = 201, description = "Created; the rule's record"),
-              (status = 403, description = "Creating needs the operator role", body = ApiError),
-              (status = 409, description = "You already have a rule of that name", body = ApiError),
-              (status = 422, description = "Invalid; details name the field", body = ApiError)))]
-pub(crate) fn create_rule() {}
+            /// Creates one.
+            #[utoipa::path(post, path = $collection, tag = $tag, request_body = CreateBody,
+                responses((status = 201, description = "Created; the record"),
+                          (status = 403, description = "Creating needs the operator role", body = ApiError),
+                          (status = 409, description = "You already have one of that name", body = ApiError),
+                          (status = 422, description = "Invalid; details name the field", body = ApiError)))]
+            pub(crate) fn create() {}
 
-/// Lists the rules you may see, by creation time.
-#[allow(dead_code)]
-#[utoipa::path(get, path = "/v1/rules", tag = "rules",
-    params(("after" = Option<String>, Query, description = "The previous page's next_after"),
-           ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
-           ("label" = Option<String>, Query, description = "key=value[,key=value] labels to match")),
-    responses((status = 200, description = "{items, next_after}")))]
-pub(crate) fn list_rules() {}
+            /// Lists those you may see, by creation time.
+            #[utoipa::path(get, path = $collection, tag = $tag,
+                params(("after" = Option<String>, Query, description = "The previous page's next_after"),
+                       ("limit" = Option<usize>, Query, description = "1 to 1000 (default 100)"),
+                       ("label" = Option<String>, Query, description = "key=value[,key=value] labels to match")),
+                responses((status = 200, description = "{items, next_after}")))]
+            pub(crate) fn list() {}
 
-/// A rule.
-#[allow(dead_code)]
-#[utoipa::path(get, path = "/v1/rules/{id}", tag = "rules", params(("id" = String, Path)),
-    responses((status = 200, description = "The rule's record"), (status = 404, description = "No such rule you may see", body = ApiError)))]
-pub(crate) fn get_rule() {}
+            /// One, by id.
+            #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path)),
+                responses((status = 200, description = "The record"),
+                          (status = 404, description = "None you may see", body = ApiError)))]
+            pub(crate) fn get() {}
 
-/// Replaces a rule's labels and spec.
-#[allow(dead_code)]
-#[utoipa::path(put, path = "/v1/rules/{id}", tag = "rules", params(("id" = String, Path)), request_body = UpdateBody,
-    responses((status = 200, description = "The new record"), (status = 409, description = "It changed since `version`", body = ApiError),
-              (status = 422, description = "Invalid", body = ApiError)))]
-pub(crate) fn update_rule() {}
+            /// Replaces labels and spec.
+            #[utoipa::path(put, path = $item, tag = $tag, params(("id" = String, Path)), request_body = UpdateBody,
+                responses((status = 200, description = "The new record"),
+                          (status = 409, description = "It changed since `version`", body = ApiError),
+                          (status = 422, description = "Invalid", body = ApiError)))]
+            pub(crate) fn update() {}
 
-/// Deletes a rule (at `version` when given).
-#[allow(dead_code)]
-#[utoipa::path(delete, path = "/v1/rules/{id}", tag = "rules",
-    params(("id" = String, Path), ("version" = Option<u64>, Query, description = "Delete only if still at this version")),
-    responses((status = 204, description = "Deleted"), (status = 409, description = "It changed since `version`", body = ApiError)))]
-pub(crate) fn delete_rule() {}
+            /// Deletes it (at `version` when given).
+            #[utoipa::path(delete, path = $item, tag = $tag,
+                params(("id" = String, Path), ("version" = Option<u64>, Query, description = "Delete only if still at this version")),
+                responses((status = 204, description = "Deleted"),
+                          (status = 409, description = "It changed since `version`", body = ApiError)))]
+            pub(crate) fn delete() {}
 
-/// Replaces who a rule is shared with.
-#[allow(dead_code)]
-#[utoipa::path(put, path = "/v1/rules/{id}/shares", tag = "rules", params(("id" = String, Path)), request_body = SharesBody,
-    responses((status = 200, description = "The new record"), (status = 403, description = "Sharing needs full rights", body = ApiError)))]
-pub(crate) fn share_rule() {}
+            /// Replaces who it is shared with.
+            #[utoipa::path(put, path = $shares, tag = $tag, params(("id" = String, Path)), request_body = SharesBody,
+                responses((status = 200, description = "The new record"),
+                          (status = 403, description = "Sharing needs full rights", body = ApiError)))]
+            pub(crate) fn share() {}
+        }
+    };
+}
+
+entity_route_docs!(
+    rule_docs,
+    "rules",
+    "/v1/rules",
+    "/v1/rules/{id}",
+    "/v1/rules/{id}/shares"
+);
+entity_route_docs!(
+    schedule_policy_docs,
+    "schedule-policies",
+    "/v1/schedule-policies",
+    "/v1/schedule-policies/{id}",
+    "/v1/schedule-policies/{id}/shares"
+);
 
 fn rejected(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
     result.map_err(ApiError::reject)

@@ -185,6 +185,12 @@ pub fn routes(
         state.entities.clone(),
         principal(state.auth.clone()),
     );
+    let schedule_policies = entities::routes(
+        Kind::SchedulePolicy,
+        "schedule-policies",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
     let whoami = warp::path!("v1" / "whoami")
         .and(warp::get())
         .and(principal(state.auth.clone()))
@@ -205,6 +211,7 @@ pub fn routes(
         .or(events)
         .or(whoami)
         .or(rules)
+        .or(schedule_policies)
         .recover(error::recover)
         .with(observe)
 }

@@ -276,3 +276,78 @@ async fn rules_are_created_validated_shared_and_guarded() {
         true
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_policies_show_their_next_runs_and_name_invalid_fields() {
+    let users = start().await;
+    let (status, policy) = users
+        .call(
+            "bob",
+            Method::POST,
+            "/v1/schedule-policies",
+            Some(json!({
+                "name": "nightly",
+                "spec": {"schedule": {"daily": {"times": ["02:00"]}}, "timezone": "Europe/Berlin",
+                         "retain": 7, "tiers": {"weekly": 4}}
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{policy}");
+    let runs: Vec<chrono::DateTime<chrono::Utc>> = policy["next_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 3);
+    assert!(runs[0] > chrono::Utc::now());
+    for pair in runs.windows(2) {
+        let gap = pair[1] - pair[0];
+        // A day apart, or 23/25 hours across a daylight-saving change.
+        assert!((23..=25).contains(&gap.num_hours()), "{policy}");
+    }
+    let id = policy["id"].as_str().unwrap();
+    let (_, listed) = users
+        .call("bob", Method::GET, "/v1/schedule-policies", None)
+        .await;
+    assert_eq!(listed["items"][0]["next_runs"], policy["next_runs"]);
+    let (_, fetched) = users
+        .call(
+            "bob",
+            Method::GET,
+            &format!("/v1/schedule-policies/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(fetched["spec"]["retain"], 7);
+
+    for (spec, field) in [
+        (
+            json!({"schedule": {"cron": {"expression": "0 25 * * *"}}, "retain": 3}),
+            "spec.schedule.cron.expression",
+        ),
+        (
+            json!({"schedule": {"daily": {"times": ["25:00"]}}, "retain": 3}),
+            "spec.schedule.daily.times[0]",
+        ),
+        (
+            json!({"schedule": {"daily": {"times": ["01:00"]}}, "retain": 0}),
+            "spec.retain",
+        ),
+        (
+            json!({"schedule": {"daily": {"times": ["01:00"]}}, "retain": 1, "timezone": "Europe/Atlantis"}),
+            "spec.timezone",
+        ),
+    ] {
+        let (status, body) = users
+            .call(
+                "bob",
+                Method::POST,
+                "/v1/schedule-policies",
+                Some(json!({"name": "bad", "spec": spec})),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["details"]["field"], field, "{body}");
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod entity;
 pub mod rule;
+pub mod schedule_policy;
 pub mod validate;
 
 pub use entity::events_json as entity_event_json;

@@ -30,11 +30,19 @@ pub enum Kind {
     Credential,
     /// Commands run in pods before and after a backup.
     Rule,
+    /// When scheduled backups run and how many copies they keep.
+    SchedulePolicy,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Self::Cluster, Self::Location, Self::Credential, Self::Rule];
+    pub const ALL: [Kind; 5] = [
+        Self::Cluster,
+        Self::Location,
+        Self::Credential,
+        Self::Rule,
+        Self::SchedulePolicy,
+    ];
 
     /// The kind's name, as in streams and URLs (singular).
     pub fn as_str(self) -> &'static str {
@@ -43,6 +51,7 @@ impl Kind {
             Self::Location => "location",
             Self::Credential => "credential",
             Self::Rule => "rule",
+            Self::SchedulePolicy => "schedule_policy",
         }
     }
 
