@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod kubesim;
 mod object_stores;
 mod oidc;
 mod server;
