@@ -186,21 +186,20 @@ fn resolve(
 ) -> Result<Target, ApiError> {
     let registry = cluster.registry();
     let not_found = || ApiError::no_such_resource(&format!("/{}", rest.join("/")));
-    if let ["namespaces", namespace, plural, tail @ ..] = rest {
-        if let Some(resource) = registry
+    if let ["namespaces", namespace, plural, tail @ ..] = rest
+        && let Some(resource) = registry
             .find(group, version, plural)
             .filter(|r| r.namespaced)
-        {
-            if tail.len() > 2 {
-                return Err(not_found());
-            }
-            return Ok(Target {
-                resource,
-                namespace: Some((*namespace).to_string()),
-                name: tail.first().map(|s| (*s).to_string()),
-                subresource: tail.get(1).map(|s| (*s).to_string()),
-            });
+    {
+        if tail.len() > 2 {
+            return Err(not_found());
         }
+        return Ok(Target {
+            resource,
+            namespace: Some((*namespace).to_string()),
+            name: tail.first().map(|s| (*s).to_string()),
+            subresource: tail.get(1).map(|s| (*s).to_string()),
+        });
     }
     let [plural, tail @ ..] = rest else {
         return Err(not_found());

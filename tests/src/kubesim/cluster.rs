@@ -298,10 +298,10 @@ impl Cluster {
         } else if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("generation");
         }
-        if resource.subresource("status").is_some() {
-            if let Some(map) = object.as_object_mut() {
-                map.remove("status");
-            }
+        if resource.subresource("status").is_some()
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
         }
         let crd = if is(
             resource,
@@ -427,13 +427,13 @@ impl Cluster {
         if spec.get("type").is_none() {
             spec["type"] = json!("ClusterIP");
         }
-        if service_type == "NodePort" || service_type == "LoadBalancer" {
-            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                for port in ports {
-                    if port.get("nodePort").is_none() {
-                        let offset = self.next_node_port.fetch_add(1, Ordering::Relaxed) % 2768;
-                        port["nodePort"] = json!(30000 + offset);
-                    }
+        if (service_type == "NodePort" || service_type == "LoadBalancer")
+            && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut)
+        {
+            for port in ports {
+                if port.get("nodePort").is_none() {
+                    let offset = self.next_node_port.fetch_add(1, Ordering::Relaxed) % 2768;
+                    port["nodePort"] = json!(30000 + offset);
                 }
             }
         }
@@ -591,10 +591,10 @@ impl Cluster {
                 }
             }
             metadata.remove("resourceVersion");
-            if let Some(generation) = current.pointer("/metadata/generation").and_then(Value::as_i64) {
-                if desired_state(&next) != desired_state(current) {
-                    next["metadata"]["generation"] = json!(generation + 1);
-                }
+            if let Some(generation) = current.pointer("/metadata/generation").and_then(Value::as_i64)
+                && desired_state(&next) != desired_state(current)
+            {
+                next["metadata"]["generation"] = json!(generation + 1);
             }
             let mut unchanged = Value::clone(current);
             if let Some(metadata) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -619,10 +619,9 @@ impl Cluster {
                 "apiextensions.k8s.io",
                 "customresourcedefinitions",
             )
+            && let Ok(resources) = crd_resources(&stored)
         {
-            if let Ok(resources) = crd_resources(&stored) {
-                self.registry.set_custom(name, Some(resources));
-            }
+            self.registry.set_custom(name, Some(resources));
         }
         Ok(stored)
     }
@@ -642,29 +641,30 @@ impl Cluster {
         let foreground =
             options.propagation == Propagation::Foreground && self.controllers.garbage_collector;
         let (outcome, object) = self.store.modify(&key, namespace, name, |current, _| {
-            let current = current.ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, name))?;
-            if let Some(uid) = &options.precondition_uid {
-                if uid != meta_str(current, "uid") {
-                    return Err(ApiError {
-                        message: format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            meta_str(current, "uid")
-                        ),
-                        ..ApiError::conflict(&resource.group, &resource.plural, name)
-                    });
-                }
+            let current = current
+                .ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, name))?;
+            if let Some(uid) = &options.precondition_uid
+                && uid != meta_str(current, "uid")
+            {
+                return Err(ApiError {
+                    message: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(current, "uid")
+                    ),
+                    ..ApiError::conflict(&resource.group, &resource.plural, name)
+                });
             }
-            if let Some(version) = &options.precondition_resource_version {
-                if version != meta_str(current, "resourceVersion") {
-                    return Err(ApiError {
-                        message: format!(
-                            "Precondition failed: ResourceVersion in precondition: {version}, \
-                             ResourceVersion in object meta: {}",
-                            meta_str(current, "resourceVersion")
-                        ),
-                        ..ApiError::conflict(&resource.group, &resource.plural, name)
-                    });
-                }
+            if let Some(version) = &options.precondition_resource_version
+                && version != meta_str(current, "resourceVersion")
+            {
+                return Err(ApiError {
+                    message: format!(
+                        "Precondition failed: ResourceVersion in precondition: {version}, \
+                         ResourceVersion in object meta: {}",
+                        meta_str(current, "resourceVersion")
+                    ),
+                    ..ApiError::conflict(&resource.group, &resource.plural, name)
+                });
             }
             if !(is_namespace || has_finalizers(current) || foreground) {
                 return Ok(Decision::Delete(Deletion::Gone));
@@ -764,10 +764,10 @@ impl Cluster {
                     .delete_without_spawning(&resource, namespace, name)
                     .map(|_| ()),
             };
-            if let Err(error) = result {
-                if error.code != 404 {
-                    tracing::warn!(%error, name, "garbage collection of a dependent failed");
-                }
+            if let Err(error) = result
+                && error.code != 404
+            {
+                tracing::warn!(%error, name, "garbage collection of a dependent failed");
             }
         }
     }

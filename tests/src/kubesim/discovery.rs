@@ -35,7 +35,7 @@ fn groups(resources: &[std::sync::Arc<ResourceInfo>]) -> Vec<(String, Vec<String
         }
     }
     for (_, versions) in &mut groups {
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
     }
     groups
 }

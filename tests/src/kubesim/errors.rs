@@ -23,6 +23,13 @@ pub struct ApiError {
     pub reason: &'static str,
     /// `Status.message`, what kubectl prints.
     pub message: String,
+    /// `Status.details`, boxed to keep results small.
+    pub details: Box<StatusDetails>,
+}
+
+/// The `details` of a `Status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusDetails {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -39,17 +46,14 @@ impl ApiError {
             code,
             reason,
             message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
+            details: Box::default(),
         }
     }
 
     fn about(mut self, group: &str, plural: &str, name: &str) -> Self {
-        self.group = (!group.is_empty()).then(|| group.to_string());
-        self.kind = Some(plural.to_string());
-        self.name = (!name.is_empty()).then(|| name.to_string());
+        self.details.group = (!group.is_empty()).then(|| group.to_string());
+        self.details.kind = Some(plural.to_string());
+        self.details.name = (!name.is_empty()).then(|| name.to_string());
         self
     }
 
@@ -108,10 +112,10 @@ impl ApiError {
             "Invalid",
             format!("{kind} \"{name}\" is invalid: {detail}"),
         );
-        error.group = (!group.is_empty()).then(|| group.to_string());
-        error.kind = Some(kind.to_string());
-        error.name = (!name.is_empty()).then(|| name.to_string());
-        error.causes = causes;
+        error.details.group = (!group.is_empty()).then(|| group.to_string());
+        error.details.kind = Some(kind.to_string());
+        error.details.name = (!name.is_empty()).then(|| name.to_string());
+        error.details.causes = causes;
         error
     }
 
@@ -164,7 +168,7 @@ impl ApiError {
             ),
         )
         .about(group, plural, name);
-        error.causes.push(FieldCause {
+        error.details.causes.push(FieldCause {
             field: "metadata.namespace".into(),
             message: format!("namespace {namespace} is being terminated"),
         });
@@ -179,17 +183,18 @@ impl ApiError {
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(name) = &self.name {
+        if let Some(name) = &self.details.name {
             details.insert("name".into(), json!(name));
         }
-        if let Some(group) = &self.group {
+        if let Some(group) = &self.details.group {
             details.insert("group".into(), json!(group));
         }
-        if let Some(kind) = &self.kind {
+        if let Some(kind) = &self.details.kind {
             details.insert("kind".into(), json!(kind));
         }
-        if !self.causes.is_empty() {
+        if !self.details.causes.is_empty() {
             let causes: Vec<Value> = self
+                .details
                 .causes
                 .iter()
                 .map(|cause| {

@@ -281,7 +281,12 @@ mod tests {
         bad["spec"]["versions"][0]["storage"] = json!(false);
         let error = crd_resources(&bad).unwrap_err();
         assert_eq!(error.code, 422);
-        let fields: Vec<_> = error.causes.iter().map(|c| c.field.as_str()).collect();
+        let fields: Vec<_> = error
+            .details
+            .causes
+            .iter()
+            .map(|c| c.field.as_str())
+            .collect();
         assert_eq!(fields, ["spec.group", "metadata.name", "spec.versions"]);
     }
 }

@@ -274,10 +274,10 @@ impl Store {
             (None, None) => Bound::Unbounded,
         };
         for (key, object) in objects.range((lower, Bound::Unbounded)) {
-            if let Some(namespace) = namespace {
-                if key.0 != namespace {
-                    break;
-                }
+            if let Some(namespace) = namespace
+                && key.0 != namespace
+            {
+                break;
             }
             if !filter(object) {
                 continue;

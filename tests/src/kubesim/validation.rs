@@ -170,7 +170,7 @@ mod tests {
         assert!(check_name(&resource("clusterroles"), "system:controller:x").is_ok());
         let error = check_name(&resource("configmaps"), "Bad_Name").unwrap_err();
         assert_eq!(error.code, 422);
-        assert_eq!(error.causes[0].field, "metadata.name");
+        assert_eq!(error.details.causes[0].field, "metadata.name");
         assert!(
             check_name(&resource("configmaps"), "")
                 .unwrap_err()
