@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn versions_are_ordered_by_kubernetes_priority() {
         let mut versions = vec!["v1alpha1", "v1beta2", "v2", "v1", "v1beta1", "v10"];
-        versions.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+        versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         assert_eq!(
             versions,
             ["v10", "v2", "v1", "v1beta2", "v1beta1", "v1alpha1"]
