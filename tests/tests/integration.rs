@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod meta_routes;
+mod kubesim;
 mod object_stores;
 mod rules;
 mod server;

@@ -1,0 +1,409 @@
+//! kubesim's REST answers over HTTPS: authentication, `Status` errors with real reasons and
+//! codes, conflicts, patches, the status subresource, finalizers, restarts with state.
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use stowage_tests::kubesim::{Kubesim, KubesimOptions};
+
+use super::start_cluster;
+
+fn client(sim: &Kubesim) -> Client {
+    Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(sim.ca_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn call(
+    sim: &Kubesim,
+    method: Method,
+    path: &str,
+    content_type: &str,
+    body: Option<String>,
+) -> (StatusCode, Value) {
+    let mut request = client(sim)
+        .request(method, format!("{}{path}", sim.url()))
+        .bearer_auth(sim.token())
+        .header("Content-Type", content_type);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+async fn post(sim: &Kubesim, path: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        sim,
+        Method::POST,
+        path,
+        "application/json",
+        Some(body.to_string()),
+    )
+    .await
+}
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+
+#[tokio::test]
+async fn requests_without_the_token_are_unauthorized() {
+    let cluster = start_cluster("auth").await;
+    let response = client(&cluster.sim)
+        .get(format!("{}/api/v1/namespaces", cluster.sim.url()))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let status: Value = response.json().await.unwrap();
+    assert_eq!(status["reason"], "Unauthorized");
+    let health = client(&cluster.sim)
+        .get(format!("{}/healthz", cluster.sim.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.unwrap(), "ok");
+}
+
+#[tokio::test]
+async fn errors_are_status_objects_with_real_reasons() {
+    let cluster = start_cluster("errors").await;
+    let sim = &cluster.sim;
+
+    let (code, status) = call(
+        sim,
+        Method::POST,
+        CONFIGMAPS,
+        "application/json",
+        Some("{not json".into()),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+    assert_eq!(status["kind"], "Status");
+
+    let (code, status) = call(
+        sim,
+        Method::POST,
+        CONFIGMAPS,
+        "application/yaml",
+        Some("a: [b".into()),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+
+    let (code, status) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "Bad_Name"}})).await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (422, Some("Invalid"))
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+
+    let (code, status) = post(sim, CONFIGMAPS, json!({"metadata": {}})).await;
+    assert_eq!(code.as_u16(), 422);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("name or generateName is required")
+    );
+
+    let (code, status) = call(sim, Method::GET, "/apis/example.com/v1/gadgets", "", None).await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (404, Some("NotFound"))
+    );
+
+    let (code, status) = call(sim, Method::GET, &format!("{CONFIGMAPS}/missing"), "", None).await;
+    assert_eq!(code.as_u16(), 404);
+    assert_eq!(status["message"], "configmaps \"missing\" not found");
+
+    let (code, status) = post(
+        sim,
+        "/api/v1/namespaces/nowhere/configmaps",
+        json!({"metadata": {"name": "x"}}),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 404);
+    assert_eq!(status["message"], "namespaces \"nowhere\" not found");
+
+    let (code, _) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "one"}})).await;
+    assert_eq!(code.as_u16(), 201);
+    let (code, status) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "one"}})).await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+
+    let (code, status) = post(
+        sim,
+        CONFIGMAPS,
+        json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "two"}}),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (400, Some("BadRequest"))
+    );
+
+    let (code, status) = call(
+        sim,
+        Method::POST,
+        "/api/v1/componentstatuses",
+        "application/json",
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (405, Some("MethodNotAllowed"))
+    );
+
+    let (code, status) = call(
+        sim,
+        Method::GET,
+        &format!("{CONFIGMAPS}?labelSelector=a+in+(b"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(code.as_u16(), 400, "{status}");
+
+    // Nothing was half-written by the failures.
+    let (_, list) = call(sim, Method::GET, CONFIGMAPS, "", None).await;
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["one"]);
+}
+
+#[tokio::test]
+async fn updates_conflict_on_stale_versions_and_patches_merge() {
+    let cluster = start_cluster("updates").await;
+    let sim = &cluster.sim;
+    let (_, created) = post(
+        sim,
+        CONFIGMAPS,
+        json!({"metadata": {"generateName": "cfg-", "labels": {"a": "1"}}, "data": {"k": "v"}}),
+    )
+    .await;
+    let name = created["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
+    assert!(created["metadata"]["uid"].as_str().unwrap().len() == 36);
+    assert!(created["metadata"]["creationTimestamp"].is_string());
+    let path = format!("{CONFIGMAPS}/{name}");
+
+    let mut stale = created.clone();
+    stale["data"]["k"] = json!("first");
+    let (code, first) = call(
+        sim,
+        Method::PUT,
+        &path,
+        "application/json",
+        Some(stale.to_string()),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    assert_ne!(
+        first["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    stale["data"]["k"] = json!("second");
+    let (code, status) = call(
+        sim,
+        Method::PUT,
+        &path,
+        "application/json",
+        Some(stale.to_string()),
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (409, Some("Conflict"))
+    );
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("the object has been modified")
+    );
+
+    let (code, merged) = call(
+        sim,
+        Method::PATCH,
+        &path,
+        "application/merge-patch+json",
+        Some(json!({"data": {"k": null, "n": "2"}}).to_string()),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    assert_eq!(merged["data"], json!({"n": "2"}));
+    let (_, patched) = call(
+        sim,
+        Method::PATCH,
+        &path,
+        "application/json-patch+json",
+        Some(json!([{"op": "add", "path": "/metadata/labels/b", "value": "2"}]).to_string()),
+    )
+    .await;
+    assert_eq!(patched["metadata"]["labels"], json!({"a": "1", "b": "2"}));
+    assert_eq!(patched["metadata"]["uid"], created["metadata"]["uid"]);
+
+    // A deployment: strategic merge by container name, generation, status only through /status.
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let (_, deployment) = post(sim, deployments, json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1"}, {"name": "log", "image": "busybox"}]}}},
+        "status": {"replicas": 7}
+    })).await;
+    assert_eq!(deployment["metadata"]["generation"], 1);
+    assert!(
+        deployment.get("status").is_none(),
+        "status is not taken from a create"
+    );
+    let web = format!("{deployments}/web");
+    let (_, patched) = call(sim, Method::PATCH, &web, "application/strategic-merge-patch+json", Some(json!({
+        "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:2"}]}}},
+        "status": {"replicas": 9}
+    }).to_string())).await;
+    let containers = &patched["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers,
+        &json!([{"name": "web", "image": "nginx:2"}, {"name": "log", "image": "busybox"}])
+    );
+    assert_eq!(patched["metadata"]["generation"], 2);
+    assert!(
+        patched.get("status").is_none(),
+        "the main resource ignores status"
+    );
+    let (code, with_status) = call(
+        sim,
+        Method::PATCH,
+        &format!("{web}/status"),
+        "application/merge-patch+json",
+        Some(json!({"status": {"replicas": 1}, "spec": {"replicas": 5}}).to_string()),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    assert_eq!(with_status["status"]["replicas"], 1);
+    assert_eq!(
+        with_status["spec"]["replicas"], 1,
+        "the status subresource ignores spec"
+    );
+    assert_eq!(with_status["metadata"]["generation"], 2);
+    let (_, scale) = call(sim, Method::GET, &format!("{web}/scale"), "", None).await;
+    assert_eq!(
+        (scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()),
+        (Some("Scale"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_and_owners_take_dependents_along() {
+    let cluster = start_cluster("deletion").await;
+    let sim = &cluster.sim;
+    let (_, owner) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "owner"}})).await;
+    let owner_ref = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]);
+    post(
+        sim,
+        CONFIGMAPS,
+        json!({"metadata": {"name": "child", "ownerReferences": owner_ref}}),
+    )
+    .await;
+    post(sim, CONFIGMAPS, json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"], "ownerReferences": owner_ref}})).await;
+
+    let (code, deleted) = call(
+        sim,
+        Method::DELETE,
+        &format!("{CONFIGMAPS}/owner"),
+        "application/json",
+        Some(json!({"propagationPolicy": "Background"}).to_string()),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    assert_eq!(deleted["metadata"]["name"], "owner");
+    let (code, _) = call(sim, Method::GET, &format!("{CONFIGMAPS}/child"), "", None).await;
+    assert_eq!(code.as_u16(), 404, "the dependent was collected");
+    let (code, held) = call(sim, Method::GET, &format!("{CONFIGMAPS}/held"), "", None).await;
+    assert_eq!(code.as_u16(), 200, "a finalizer keeps the object");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = call(
+        sim,
+        Method::PATCH,
+        &format!("{CONFIGMAPS}/held"),
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"finalizers": null}}).to_string()),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    let (code, _) = call(sim, Method::GET, &format!("{CONFIGMAPS}/held"), "", None).await;
+    assert_eq!(
+        code.as_u16(),
+        404,
+        "removing the last finalizer completes the deletion"
+    );
+
+    // Orphan keeps the dependent and drops its owner reference.
+    let (_, owner) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "owner2"}})).await;
+    post(sim, CONFIGMAPS, json!({"metadata": {"name": "orphan", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": owner["metadata"]["uid"]}]}})).await;
+    call(
+        sim,
+        Method::DELETE,
+        &format!("{CONFIGMAPS}/owner2?propagationPolicy=Orphan"),
+        "",
+        None,
+    )
+    .await;
+    let (code, orphan) = call(sim, Method::GET, &format!("{CONFIGMAPS}/orphan"), "", None).await;
+    assert_eq!(code.as_u16(), 200);
+    assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+}
+
+#[tokio::test]
+async fn a_persistent_cluster_keeps_its_objects_and_credentials_across_restarts() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut options = KubesimOptions::new("durable", folder.path());
+    options.persistent = true;
+    let first = Kubesim::start(options.clone()).await.unwrap();
+    let token = first.token().to_string();
+    let (code, _) = post(
+        &first,
+        CONFIGMAPS,
+        json!({"metadata": {"name": "kept"}, "data": {"a": "b"}}),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 201);
+    first.stop().await;
+
+    let second = Kubesim::start(options).await.unwrap();
+    assert_eq!(second.token(), token);
+    let (code, kept) = call(
+        &second,
+        Method::GET,
+        &format!("{CONFIGMAPS}/kept"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(code.as_u16(), 200);
+    assert_eq!(kept["data"]["a"], "b");
+    let kubeconfig = std::fs::read_to_string(second.kubeconfig_path()).unwrap();
+    assert!(
+        kubeconfig.contains(&second.url()),
+        "the kubeconfig names the new address"
+    );
+}

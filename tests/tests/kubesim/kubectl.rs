@@ -1,0 +1,554 @@
+//! kubectl 1.32 against kubesim, asserting on what kubectl prints. kubectl runs with its own
+//! HOME and discovery cache, so nothing from another cluster leaks in.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+use super::{TestCluster, fixture, shared_testdata, start_cluster};
+
+struct Output {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<&str>) -> Output {
+    let home = cluster.folder.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut child = tokio::process::Command::new("kubectl")
+        .args(args)
+        .arg("--request-timeout=20s")
+        .env("KUBECONFIG", cluster.sim.kubeconfig_path())
+        .env("KUBECACHEDIR", cluster.folder.path().join("kubectl-cache"))
+        .env("HOME", &home)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl 1.32 is installed (see docs/testing.md)");
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+    }
+    let output = child.wait_with_output().await.unwrap();
+    Output {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
+    kubectl_with_input(cluster, args, None).await
+}
+
+/// Runs kubectl and fails the test with its output unless it succeeds; returns stdout.
+async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
+    let output = kubectl(cluster, args).await;
+    assert!(
+        output.success,
+        "kubectl {args:?} failed\nstdout: {}\nstderr: {}",
+        output.stdout, output.stderr
+    );
+    output.stdout
+}
+
+fn rows(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|line| line.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_api_resources_lists_the_real_resources() {
+    let cluster = start_cluster("kubectl-api-resources").await;
+    let table = ok(&cluster, &["api-resources"]).await;
+    let rows = rows(&table);
+    assert_eq!(
+        rows[0],
+        ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"]
+    );
+    for expected in [
+        vec!["deployments", "deploy", "apps/v1", "true", "Deployment"],
+        vec!["namespaces", "ns", "v1", "false", "Namespace"],
+        vec![
+            "customresourcedefinitions",
+            "crd,crds",
+            "apiextensions.k8s.io/v1",
+            "false",
+            "CustomResourceDefinition",
+        ],
+        vec!["jobs", "batch/v1", "true", "Job"],
+    ] {
+        assert!(
+            rows.iter().any(|row| *row == expected),
+            "api-resources lists {expected:?}:\n{table}"
+        );
+    }
+    let namespaced = ok(
+        &cluster,
+        &["api-resources", "--namespaced=false", "-o", "name"],
+    )
+    .await;
+    assert!(
+        namespaced.lines().any(|l| l == "persistentvolumes"),
+        "{namespaced}"
+    );
+    assert!(!namespaced.lines().any(|l| l == "pods"), "{namespaced}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_gets_selects_waits_and_deletes_a_namespace() {
+    let cluster = start_cluster("kubectl-lifecycle").await;
+    let shop = fixture("shop.yaml");
+    let created = ok(&cluster, &["create", "-f", shop.to_str().unwrap()]).await;
+    for line in [
+        "namespace/shop created",
+        "configmap/shop-config created",
+        "secret/shop-db created",
+        "deployment.apps/shop-web created",
+        "service/shop-web created",
+        "pod/shop-worker created",
+    ] {
+        assert!(created.lines().any(|l| l == line), "{line} in:\n{created}");
+    }
+
+    let again = kubectl(&cluster, &["create", "-f", shop.to_str().unwrap()]).await;
+    assert!(!again.success);
+    assert!(
+        again
+            .stderr
+            .contains("Error from server (AlreadyExists): error when creating")
+            && again
+                .stderr
+                .contains("configmaps \"shop-config\" already exists"),
+        "{}",
+        again.stderr
+    );
+
+    let all = ok(&cluster, &["get", "configmaps", "-A"]).await;
+    assert!(
+        rows(&all)
+            .iter()
+            .any(|row| row.len() >= 2 && row[0] == "shop" && row[1] == "shop-config"),
+        "get -A lists shop/shop-config:\n{all}"
+    );
+
+    let frontend = ok(
+        &cluster,
+        &[
+            "get",
+            "deploy,svc,cm,pods",
+            "-n",
+            "shop",
+            "-l",
+            "tier=frontend",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    let mut names: Vec<&str> = frontend.lines().collect();
+    names.sort();
+    assert_eq!(names, ["deployment.apps/shop-web", "service/shop-web"]);
+    let set_based = ok(
+        &cluster,
+        &[
+            "get",
+            "cm,secrets,pods",
+            "-n",
+            "shop",
+            "-l",
+            "tier in (backend,worker),app",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    let mut names: Vec<&str> = set_based.lines().collect();
+    names.sort();
+    assert_eq!(names, ["configmap/shop-config", "pod/shop-worker"]);
+
+    let json: Value = serde_json::from_str(
+        &ok(
+            &cluster,
+            &["get", "service", "shop-web", "-n", "shop", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(json["kind"], "Service");
+    assert!(
+        json["spec"]["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.96."),
+        "{json}"
+    );
+    assert!(json["metadata"]["uid"].is_string());
+
+    let by_name = ok(
+        &cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            "shop",
+            "--field-selector",
+            "metadata.name=shop-worker",
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    )
+    .await;
+    assert_eq!(by_name, "Running");
+
+    let waited = ok(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "pod/shop-worker",
+            "-n",
+            "shop",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert_eq!(waited.trim(), "pod/shop-worker condition met");
+
+    let deleted = ok(&cluster, &["delete", "namespace", "shop", "--timeout=20s"]).await;
+    assert_eq!(deleted.trim(), "namespace \"shop\" deleted");
+    let gone = kubectl(&cluster, &["get", "namespace", "shop"]).await;
+    assert!(!gone.success);
+    assert!(
+        gone.stderr
+            .contains("Error from server (NotFound): namespaces \"shop\" not found"),
+        "{}",
+        gone.stderr
+    );
+    let leftovers = ok(&cluster, &["get", "configmaps", "-A", "-o", "name"]).await;
+    assert!(
+        !leftovers.contains("shop-config"),
+        "the namespace's contents went with it:\n{leftovers}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_creates_then_leaves_unchanged_then_configures() {
+    let cluster = start_cluster("kubectl-apply").await;
+    let shop = fixture("shop.yaml");
+    let path = shop.to_str().unwrap();
+    let first = ok(&cluster, &["apply", "-f", path]).await;
+    assert!(
+        first.contains("deployment.apps/shop-web created"),
+        "{first}"
+    );
+    let second = ok(&cluster, &["apply", "-f", path]).await;
+    assert!(
+        second.contains("deployment.apps/shop-web unchanged"),
+        "{second}"
+    );
+    assert!(
+        second.contains("configmap/shop-config unchanged"),
+        "{second}"
+    );
+
+    let changed = std::fs::read_to_string(&shop)
+        .unwrap()
+        .replace("replicas: 2", "replicas: 5")
+        .replace("nginx:1.27", "nginx:1.28");
+    let third = kubectl_with_input(&cluster, &["apply", "-f", "-"], Some(&changed)).await;
+    assert!(third.success, "{}", third.stderr);
+    assert!(
+        third.stdout.contains("deployment.apps/shop-web configured"),
+        "{}",
+        third.stdout
+    );
+    let deployment: Value = serde_json::from_str(
+        &ok(
+            &cluster,
+            &["get", "deploy", "shop-web", "-n", "shop", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 5);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.28"
+    );
+    assert_eq!(deployment["metadata"]["generation"], 2);
+    assert!(
+        deployment["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string(),
+        "client-side apply keeps its annotation"
+    );
+
+    let labelled = ok(
+        &cluster,
+        &[
+            "label",
+            "configmap",
+            "shop-config",
+            "-n",
+            "shop",
+            "stage=prod",
+        ],
+    )
+    .await;
+    assert_eq!(labelled.trim(), "configmap/shop-config labeled");
+    let annotated = ok(
+        &cluster,
+        &[
+            "annotate",
+            "configmap",
+            "shop-config",
+            "-n",
+            "shop",
+            "owner=team-a",
+        ],
+    )
+    .await;
+    assert_eq!(annotated.trim(), "configmap/shop-config annotated");
+    let patched = ok(
+        &cluster,
+        &[
+            "patch",
+            "configmap",
+            "shop-config",
+            "-n",
+            "shop",
+            "-p",
+            r#"{"data":{"currency":"USD"}}"#,
+        ],
+    )
+    .await;
+    assert_eq!(patched.trim(), "configmap/shop-config patched");
+    let value = ok(
+        &cluster,
+        &[
+            "get",
+            "cm",
+            "shop-config",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.currency} {.metadata.labels.stage} {.metadata.annotations.owner}",
+        ],
+    )
+    .await;
+    assert_eq!(value, "USD prod team-a");
+
+    let server_side = ok(
+        &cluster,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            fixture("widgets-crd.yaml").to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        server_side.contains(
+            "customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied"
+        ),
+        "{server_side}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_round_trips_a_custom_resource_definition() {
+    let cluster = start_cluster("kubectl-crd").await;
+    let created = ok(
+        &cluster,
+        &["apply", "-f", fixture("widgets-crd.yaml").to_str().unwrap()],
+    )
+    .await;
+    assert!(
+        created
+            .contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"),
+        "{created}"
+    );
+    let established = ok(
+        &cluster,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert_eq!(
+        established.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met"
+    );
+    let widget = ok(
+        &cluster,
+        &["apply", "-f", fixture("widget.yaml").to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(widget.trim(), "widget.example.com/blue created");
+    let size = ok(
+        &cluster,
+        &["get", "wdg", "blue", "-o", "jsonpath={.spec.size}"],
+    )
+    .await;
+    assert_eq!(size, "3");
+    let beta = ok(
+        &cluster,
+        &[
+            "get",
+            "widgets.v1beta1.example.com",
+            "blue",
+            "-o",
+            "jsonpath={.apiVersion}",
+        ],
+    )
+    .await;
+    assert_eq!(beta, "example.com/v1beta1");
+    let resources = ok(&cluster, &["api-resources", "--api-group=example.com"]).await;
+    assert!(
+        rows(&resources)
+            .iter()
+            .any(|r| *r == ["widgets", "wdg", "example.com/v1", "true", "Widget"]),
+        "{resources}"
+    );
+
+    ok(&cluster, &["delete", "crd", "widgets.example.com"]).await;
+    let gone = kubectl(&cluster, &["get", "widgets.example.com"]).await;
+    assert!(!gone.success);
+    assert!(
+        gone.stderr
+            .contains("the server doesn't have a resource type"),
+        "{}",
+        gone.stderr
+    );
+}
+
+fn documents(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|document| serde::Deserialize::deserialize(document).ok())
+        .filter(|value: &Value| value.is_object())
+        .collect()
+}
+
+/// Creates a namespace through `apply -f -` (`kubectl create namespace` sends protobuf, which
+/// kubesim does not read).
+async fn ensure_namespace(cluster: &TestCluster, namespace: &str) {
+    let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
+    let output = kubectl_with_input(cluster, &["apply", "-f", "-"], Some(&manifest)).await;
+    assert!(output.success, "namespace {namespace}: {}", output.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_every_shared_app() {
+    let Some(apps) = shared_testdata("apps") else {
+        return;
+    };
+    let cluster = start_cluster("kubectl-apps").await;
+    let mut app_dirs: Vec<_> = std::fs::read_dir(&apps)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    app_dirs.sort();
+    let mut applied_files = 0;
+    for app in &app_dirs {
+        let mut files: Vec<_> = std::fs::read_dir(app)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+            .collect();
+        files.sort();
+        // Kustomize files are not API objects; CRDs go first so their resources exist.
+        let mut crds = Vec::new();
+        let mut others = Vec::new();
+        for file in files {
+            let docs = documents(&file);
+            if docs.is_empty() || docs.iter().any(|d| d["kind"] == "Kustomization") {
+                continue;
+            }
+            for doc in &docs {
+                if let Some(namespace) = doc["metadata"]["namespace"].as_str() {
+                    ensure_namespace(&cluster, namespace).await;
+                }
+            }
+            if docs.iter().all(|d| d["kind"] == "CustomResourceDefinition") {
+                crds.push(file);
+            } else {
+                others.push(file);
+            }
+        }
+        for file in crds.iter().chain(others.iter()) {
+            let output = kubectl(&cluster, &["apply", "-f", file.to_str().unwrap()]).await;
+            // OpenShift kinds are custom resources without their CRDs here, as on any
+            // cluster that is not OpenShift: kubectl reports them and applies the rest.
+            let unexpected: Vec<&str> = output
+                .stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.contains("openshift.io"))
+                .collect();
+            assert!(
+                output.success || unexpected.is_empty(),
+                "kubectl apply -f {} failed\nstdout: {}\nstderr: {}",
+                file.display(),
+                output.stdout,
+                output.stderr
+            );
+            assert!(
+                output.stdout.lines().all(|l| l.ends_with(" created")
+                    || l.ends_with(" configured")
+                    || l.ends_with(" unchanged")),
+                "{}: {}",
+                file.display(),
+                output.stdout
+            );
+            assert!(
+                !output.stdout.trim().is_empty(),
+                "{} applied nothing",
+                file.display()
+            );
+            applied_files += 1;
+        }
+    }
+    assert!(
+        applied_files >= 40,
+        "every file of every shared app was applied ({applied_files})"
+    );
+    let everything = ok(
+        &cluster,
+        &[
+            "get",
+            "deployments,statefulsets,services,persistentvolumeclaims",
+            "-A",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert!(
+        everything.contains("statefulset.apps/cassandra"),
+        "{everything}"
+    );
+    assert!(
+        everything.contains("deployment.apps/frontend"),
+        "{everything}"
+    );
+    let snapshots = ok(&cluster, &["get", "volumesnapshots", "-A", "-o", "name"]).await;
+    assert!(
+        snapshots.contains("volumesnapshot.snapshot.storage.k8s.io/"),
+        "{snapshots}"
+    );
+}

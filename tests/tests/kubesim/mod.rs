@@ -1,0 +1,49 @@
+//! kubesim judged by real clients: its discovery against a real kube-apiserver's documents,
+//! `kubectl` 1.32 driven as a user would, kube-rs, and the API's error answers over HTTPS.
+
+mod discovery;
+mod http_api;
+mod kube_rs;
+mod kubectl;
+
+use std::path::{Path, PathBuf};
+
+use stowage_tests::kubesim::{Kubesim, KubesimOptions};
+
+/// A cluster in a temporary folder, in memory, every controller on.
+pub struct TestCluster {
+    pub sim: Kubesim,
+    pub folder: tempfile::TempDir,
+}
+
+pub async fn start_cluster(name: &str) -> TestCluster {
+    let folder = tempfile::tempdir().unwrap();
+    let sim = Kubesim::start(KubesimOptions::new(name, folder.path().join("cluster")))
+        .await
+        .expect("kubesim starts");
+    TestCluster { sim, folder }
+}
+
+/// The project's own fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/kubesim")
+        .join(name)
+}
+
+/// `../shared/testdata/<relative>` if present; otherwise prints why the caller skips.
+pub fn shared_testdata(relative: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata")
+        .join(relative);
+    if path.exists() {
+        Some(path)
+    } else {
+        println!(
+            "SKIPPED: {} is absent (the shared Kubernetes test data lives beside the repository \
+             as ../shared/testdata)",
+            path.display()
+        );
+        None
+    }
+}
