@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod locations;
 mod object_stores;
 mod oidc;
+mod repository;
 mod server;
