@@ -1,4 +1,4 @@
-//! The `stowage` command: the server and, later, the client commands.
+//! The `stowage` command: the server, the data mover and, later, the client commands.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +26,11 @@ enum Command {
         #[arg(long, env = "STOWAGE_LISTEN", default_value = "127.0.0.1:8432")]
         listen: SocketAddr,
     },
+    /// The data mover run inside Jobs: backs up or restores a local folder.
+    Mover {
+        #[command(subcommand)]
+        command: stowage::mover::MoverCommand,
+    },
 }
 
 #[tokio::main]
@@ -47,6 +52,12 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .context("stowage server")?;
+        }
+        Command::Mover { command } => {
+            let code = stowage::mover::run(command).await;
+            if code != 0 {
+                std::process::exit(code);
+            }
         }
     }
     Ok(())
