@@ -1,8 +1,8 @@
 //! `stowage`: the server and the command-line client.
 //!
 //! It owns the REST API (warp), authentication (OIDC bearer tokens and the bootstrap admin
-//! token), the audit stream, and will own authorization, the CLI's client commands, the web UI's
-//! assets and the `stowage mover` entry point run inside data-mover Jobs.
+//! token) and authorization, the audit stream, the CLI's client commands, the `stowage mover`
+//! entry point run inside data-mover Jobs, and will own the web UI's assets.
 //!
 //! It is thin: it validates a request, hands a command to `stowage-workflows` and reads the
 //! engine's projections. It does not reach RocksDB, object stores or clusters by itself.
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod entities;
 pub mod error;
 pub mod metrics;
+pub mod mover;
 pub mod openapi;
 mod server;
 

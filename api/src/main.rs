@@ -1,4 +1,4 @@
-//! The `stowage` command: the server, and the client commands that talk to it.
+//! The `stowage` command: the server, the data mover, and the client commands that talk to it.
 
 use anyhow::Context;
 use clap::Parser;
@@ -28,6 +28,12 @@ async fn main() -> anyhow::Result<()> {
             AdminCommand::Inspect { data_dir, output } => cli::admin_inspect(&data_dir, output)?,
             AdminCommand::Rebuild { data_dir } => cli::admin_rebuild(&data_dir).await?,
         },
+        Command::Mover { command } => {
+            let code = stowage::mover::run(command).await;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Completion { shell } => cli::completion(shell),
     }
     Ok(())

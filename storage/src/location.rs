@@ -9,7 +9,7 @@ use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, ObjectStore};
+use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -86,10 +86,21 @@ pub enum AzureAuth {
 }
 
 impl Location {
-    /// Builds the object_store client for this location, rooted at its prefix.
+    /// Builds the object_store client for this location, rooted at its prefix, with
+    /// object_store's default retries (up to 10 attempts within 3 minutes).
     ///
     /// This checks the settings only; it does not reach the store.
     pub fn open(&self) -> Result<Arc<dyn ObjectStore>> {
+        self.open_with(&ClientOptions::new(), RetryConfig::default())
+    }
+
+    /// Like [`Location::open`], with the HTTP client options and retry policy given (ignored for
+    /// a local folder). Validation uses short ones so an unreachable endpoint is named quickly.
+    pub fn open_with(
+        &self,
+        client: &ClientOptions,
+        retry: RetryConfig,
+    ) -> Result<Arc<dyn ObjectStore>> {
         let store: Arc<dyn ObjectStore> = match &self.kind {
             LocationKind::S3 {
                 bucket,
@@ -107,7 +118,9 @@ impl Location {
                     .with_region(region)
                     .with_access_key_id(access_key_id)
                     .with_secret_access_key(secret_access_key.expose())
-                    .with_virtual_hosted_style_request(!path_style);
+                    .with_virtual_hosted_style_request(!path_style)
+                    .with_retry(retry)
+                    .with_client_options(client.clone());
                 if let Some(endpoint) = endpoint {
                     builder = builder
                         .with_allow_http(is_http("endpoint", endpoint)?)
@@ -129,7 +142,9 @@ impl Location {
                 require("container", container)?;
                 let mut builder = MicrosoftAzureBuilder::new()
                     .with_account(account)
-                    .with_container_name(container);
+                    .with_container_name(container)
+                    .with_retry(retry)
+                    .with_client_options(client.clone());
                 builder = match auth {
                     AzureAuth::AccessKey(key) => builder.with_access_key(key.expose()),
                     AzureAuth::Sas(sas) => builder
@@ -153,13 +168,14 @@ impl Location {
                 require("bucket", bucket)?;
                 let mut builder = GoogleCloudStorageBuilder::new()
                     .with_bucket_name(bucket)
-                    .with_service_account_key(service_account_key.expose());
+                    .with_service_account_key(service_account_key.expose())
+                    .with_retry(retry);
+                let mut options = client.clone();
                 if let Some(endpoint) = endpoint {
-                    let allow_http = is_http("endpoint", endpoint)?;
-                    builder = builder
-                        .with_base_url(endpoint)
-                        .with_client_options(ClientOptions::new().with_allow_http(allow_http));
+                    options = options.with_allow_http(is_http("endpoint", endpoint)?);
+                    builder = builder.with_base_url(endpoint);
                 }
+                builder = builder.with_client_options(options);
                 Arc::new(builder.build().map_err(|source| Error::Open {
                     kind: "gcs",
                     source,
@@ -185,6 +201,41 @@ impl Location {
             return Ok(store);
         }
         Ok(Arc::new(PrefixStore::new(store, prefix)))
+    }
+
+    /// A short description for messages: the kind, the bucket or folder, the endpoint and the
+    /// prefix. It never contains a secret.
+    pub fn describe(&self) -> String {
+        let place = match &self.kind {
+            LocationKind::S3 {
+                bucket, endpoint, ..
+            } => format!(
+                "s3 bucket `{bucket}` at {}",
+                endpoint.as_deref().unwrap_or("AWS")
+            ),
+            LocationKind::Azure {
+                account,
+                container,
+                endpoint,
+                ..
+            } => format!(
+                "azure container `{container}` of account `{account}` at {}",
+                endpoint.as_deref().unwrap_or("Azure")
+            ),
+            LocationKind::Gcs {
+                bucket, endpoint, ..
+            } => format!(
+                "gcs bucket `{bucket}` at {}",
+                endpoint.as_deref().unwrap_or("Google")
+            ),
+            LocationKind::Local { root } => format!("local folder {}", root.display()),
+        };
+        let prefix = self.prefix.trim_matches('/');
+        if prefix.is_empty() {
+            place
+        } else {
+            format!("{place}, prefix `{prefix}`")
+        }
     }
 }
 

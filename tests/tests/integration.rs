@@ -5,8 +5,10 @@
 
 mod audit;
 mod auth;
-mod meta_routes;
 mod kubesim;
+mod locations;
+mod meta_routes;
 mod object_stores;
+mod repository;
 mod rules;
 mod server;

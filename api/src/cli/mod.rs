@@ -77,6 +77,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The data mover run inside Jobs: backs up or restores a local folder.
+    Mover {
+        /// What to move.
+        #[command(subcommand)]
+        command: crate::mover::MoverCommand,
+    },
     /// Prints a shell completion script.
     Completion {
         /// The shell.

@@ -1,0 +1,232 @@
+//! `stowage mover`: the data mover's entry point, run inside a data-mover Job: back up a local
+//! folder into a location's repository, or restore one volume of a backup into a folder, then
+//! print one JSON summary line on stdout.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use stowage_storage::{BackupOptions, KdfParams, Location, Repository, VolumeSource};
+
+/// Where the repository is and how to unlock it; each from an argument or the environment.
+#[derive(Debug, Clone, Args)]
+pub struct RepositoryArgs {
+    /// The location as JSON, e.g. `{"kind":{"type":"local","root":"/backups"},"prefix":"repo"}`.
+    #[arg(long, env = "STOWAGE_LOCATION")]
+    pub location: String,
+    /// The repository's passphrase.
+    #[arg(long, env = "STOWAGE_PASSPHRASE", hide_env_values = true)]
+    pub passphrase: String,
+    /// Uploads or downloads in flight at once.
+    #[arg(long, env = "STOWAGE_MOVER_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// The mover's two directions.
+#[derive(Debug, Subcommand)]
+pub enum MoverCommand {
+    /// Backs up a folder as one volume of a backup (creating the repository with `--init`).
+    Backup {
+        /// Where the repository is and how to unlock it.
+        #[command(flatten)]
+        repository: RepositoryArgs,
+        /// The backup's id.
+        #[arg(long, env = "STOWAGE_BACKUP_ID")]
+        backup: String,
+        /// The volume's name in the backup.
+        #[arg(long, env = "STOWAGE_VOLUME")]
+        volume: String,
+        /// The folder to back up.
+        #[arg(long, env = "STOWAGE_SOURCE_PATH")]
+        path: PathBuf,
+        /// Create the repository if the location has none.
+        #[arg(long)]
+        init: bool,
+    },
+    /// Restores one volume of a backup (or one path of it) into a folder.
+    Restore {
+        /// Where the repository is and how to unlock it.
+        #[command(flatten)]
+        repository: RepositoryArgs,
+        /// The backup's id.
+        #[arg(long, env = "STOWAGE_BACKUP_ID")]
+        backup: String,
+        /// The volume's name in the backup.
+        #[arg(long, env = "STOWAGE_VOLUME")]
+        volume: String,
+        /// The folder to restore into; created if missing.
+        #[arg(long, env = "STOWAGE_TARGET_PATH")]
+        target: PathBuf,
+        /// Restore only this path of the volume.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+/// The final JSON line.
+#[derive(Debug, Serialize)]
+struct Summary {
+    ok: bool,
+    command: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    seconds: f64,
+    #[serde(flatten)]
+    figures: serde_json::Value,
+}
+
+/// Runs the mover, prints the JSON summary and returns the process exit code.
+pub async fn run(command: MoverCommand) -> i32 {
+    let started = Instant::now();
+    let (name, result) = match command {
+        MoverCommand::Backup {
+            repository,
+            backup,
+            volume,
+            path,
+            init,
+        } => (
+            "backup",
+            backup_cmd(repository, backup, volume, path, init).await,
+        ),
+        MoverCommand::Restore {
+            repository,
+            backup,
+            volume,
+            target,
+            only,
+        } => (
+            "restore",
+            restore_cmd(repository, backup, volume, target, only).await,
+        ),
+    };
+    let (ok, error, figures) = match result {
+        Ok(figures) => (true, None, figures),
+        Err(err) => (
+            false,
+            Some(err),
+            serde_json::Value::Object(Default::default()),
+        ),
+    };
+    let summary = Summary {
+        ok,
+        command: name,
+        error,
+        seconds: started.elapsed().as_secs_f64(),
+        figures,
+    };
+    match serde_json::to_string(&summary) {
+        Ok(line) => println!("{line}"),
+        Err(err) => eprintln!("cannot encode the summary: {err}"),
+    }
+    if ok { 0 } else { 1 }
+}
+
+async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
+    let location: Location = serde_json::from_str(&args.location)
+        .map_err(|err| format!("STOWAGE_LOCATION / --location is not a valid location: {err}"))?;
+    match Repository::open(&location, &args.passphrase).await {
+        Err(stowage_storage::Error::NotARepository { .. }) if init => {
+            Repository::init(&location, &args.passphrase, KdfParams::default())
+                .await
+                .map_err(|err| err.to_string())
+        }
+        other => other.map_err(|err| err.to_string()),
+    }
+}
+
+async fn backup_cmd(
+    args: RepositoryArgs,
+    backup: String,
+    volume: String,
+    path: PathBuf,
+    init: bool,
+) -> Result<serde_json::Value, String> {
+    let repo = open(&args, init).await?;
+    let summary = repo
+        .backup(
+            &backup,
+            &format!("stowage mover: {}", path.display()),
+            &[VolumeSource { name: volume, path }],
+            &BackupOptions {
+                concurrency: args.concurrency,
+            },
+            &|_| {},
+        )
+        .await
+        .map_err(|err| err.to_string())?;
+    let progress = summary.progress;
+    Ok(serde_json::json!({
+        "backup": backup,
+        "files": progress.files,
+        "bytes_read": progress.bytes_read,
+        "chunks_uploaded": progress.chunks_uploaded,
+        "bytes_uploaded": progress.bytes_uploaded,
+        "chunks_reused": progress.chunks_reused,
+    }))
+}
+
+async fn restore_cmd(
+    args: RepositoryArgs,
+    backup: String,
+    volume: String,
+    target: PathBuf,
+    only: Option<String>,
+) -> Result<serde_json::Value, String> {
+    let repo = open(&args, false).await?;
+    let summary = repo
+        .restore(&backup, &volume, &target, only.as_deref(), args.concurrency)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(serde_json::json!({
+        "backup": backup,
+        "entries": summary.entries,
+        "bytes": summary.bytes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn a_folder_goes_to_a_local_repository_and_back_and_a_wrong_passphrase_fails() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::create_dir(source.path().join("d")).unwrap();
+        std::fs::write(source.path().join("d/a.txt"), b"mover content").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let args = |passphrase: &str| RepositoryArgs {
+            location: serde_json::json!({
+                "kind": {"type": "local", "root": repo.path()},
+                "prefix": "r"
+            })
+            .to_string(),
+            passphrase: passphrase.into(),
+            concurrency: 2,
+        };
+        let backup = MoverCommand::Backup {
+            repository: args("pw"),
+            backup: "b1".into(),
+            volume: "v".into(),
+            path: source.path().to_path_buf(),
+            init: true,
+        };
+        assert_eq!(run(backup).await, 0);
+        let target = tempfile::tempdir().unwrap();
+        let restore = |passphrase: &str| MoverCommand::Restore {
+            repository: args(passphrase),
+            backup: "b1".into(),
+            volume: "v".into(),
+            target: target.path().to_path_buf(),
+            only: None,
+        };
+        assert_eq!(run(restore("pw")).await, 0);
+        assert_eq!(
+            std::fs::read(target.path().join("d/a.txt")).unwrap(),
+            b"mover content"
+        );
+        assert_eq!(run(restore("wrong")).await, 1);
+    }
+}

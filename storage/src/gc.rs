@@ -1,0 +1,253 @@
+//! Garbage collection: mark every chunk the manifests refer to, sweep the others that are
+//! older than a grace window; and the locks that keep a collection and a running backup apart.
+//!
+//! A backup writes `locks/backup-…` before it lists the stored chunks and removes it after its
+//! manifest; a collection writes `locks/gc-…` before it looks for backup locks. Each writes its
+//! own lock and then looks for the other's, so at least one of them sees the other: a collection
+//! that sees a running backup deletes nothing (it is postponed), and a backup that sees a
+//! collection waits for it to end before it lists chunks. A backup therefore never relies on a
+//! chunk that a collection is about to delete. Locks older than the stale limit (a process that
+//! died) are ignored. The grace window keeps the chunks of an interrupted backup for its resume.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tracing::{info, instrument};
+
+use crate::error::{Error, Result};
+use crate::names;
+use crate::repository::Repository;
+use crate::tree::EntryKind;
+
+/// The folder of locks.
+const LOCKS: &str = "locks";
+/// A lock older than this belongs to a process that died.
+pub const STALE_LOCK: Duration = Duration::from_secs(6 * 3600);
+/// How often a backup looks again whether a collection has ended.
+const LOCK_POLL: Duration = Duration::from_millis(500);
+/// How long a backup waits for a collection before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// What a collection did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Backups whose manifests were read.
+    pub backups: u64,
+    /// Chunks referenced by them.
+    pub referenced: u64,
+    /// Unreferenced chunks deleted.
+    pub deleted: u64,
+    /// Unreferenced chunks kept because they are younger than the grace window.
+    pub kept_in_grace: u64,
+    /// When not empty, the collection deleted nothing because these backups were running.
+    pub postponed_by: Vec<String>,
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A lock held while it lives; [`Lock::release`] removes it.
+pub(crate) struct Lock {
+    name: String,
+}
+
+impl Repository {
+    /// Takes a backup's lock, after waiting for any running collection to end.
+    pub(crate) async fn lock_for_backup(&self, backup: &str) -> Result<Lock> {
+        let lock = self
+            .write_lock(&format!("backup-{backup}-{}", uuid::Uuid::new_v4()))
+            .await?;
+        let started = tokio::time::Instant::now();
+        loop {
+            let collections = self.live_locks("gc-").await?;
+            if collections.is_empty() {
+                return Ok(lock);
+            }
+            if started.elapsed() > LOCK_WAIT {
+                let _ = self.release(lock).await;
+                return Err(Error::NotFound(format!(
+                    "a garbage collection ({}) has held {} for over {} minutes",
+                    collections.join(", "),
+                    self.description(),
+                    LOCK_WAIT.as_secs() / 60
+                )));
+            }
+            tokio::time::sleep(LOCK_POLL).await;
+        }
+    }
+
+    async fn write_lock(&self, id: &str) -> Result<Lock> {
+        let name = format!("{LOCKS}/{id}");
+        self.put_raw(&name, bytes::Bytes::from_static(b"stowage lock"))
+            .await?;
+        Ok(Lock { name })
+    }
+
+    /// Removes a lock.
+    pub(crate) async fn release(&self, lock: Lock) -> Result<()> {
+        self.store()
+            .delete(&Path::from(lock.name.as_str()))
+            .await
+            .map_err(|source| Error::Store {
+                action: "delete",
+                object: lock.name,
+                source,
+            })
+    }
+
+    /// The names (after `locks/`) of locks starting with `kind` that are not stale.
+    async fn live_locks(&self, kind: &str) -> Result<Vec<String>> {
+        let now = now_unix();
+        let locks: Vec<_> = self
+            .store()
+            .list(Some(&Path::from(LOCKS)))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                action: "list",
+                object: LOCKS.into(),
+                source,
+            })?;
+        Ok(locks
+            .into_iter()
+            .filter(|meta| now - meta.last_modified.timestamp() < STALE_LOCK.as_secs() as i64)
+            .filter_map(|meta| meta.location.filename().map(str::to_string))
+            .filter(|name| name.starts_with(kind))
+            .collect())
+    }
+
+    /// The ids of every backup with a manifest.
+    pub async fn backups(&self) -> Result<Vec<String>> {
+        let objects: Vec<_> = self
+            .store()
+            .list(Some(&Path::from(names::BACKUPS)))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                action: "list",
+                object: names::BACKUPS.into(),
+                source,
+            })?;
+        let mut ids: Vec<String> = objects
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .parts()
+                    .map(|part| part.as_ref().to_string())
+                    .collect();
+                match parts.as_slice() {
+                    [_, id, last] if last == "manifest" => Some(id.clone()),
+                    _ => None,
+                }
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Deletes a backup: its manifest first (so it is never listed half-deleted), then its
+    /// trees. Its chunks go at the next collection.
+    pub async fn delete_backup(&self, backup: &str) -> Result<()> {
+        let manifest = self.manifest(backup).await?;
+        let delete = |name: String| async move {
+            match self.store().delete(&Path::from(name.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(source) => Err(Error::Store {
+                    action: "delete",
+                    object: name,
+                    source,
+                }),
+            }
+        };
+        delete(names::manifest(backup)).await?;
+        for volume in &manifest.volumes {
+            delete(names::volume_tree(backup, &volume.name)).await?;
+        }
+        Ok(())
+    }
+
+    /// Collects garbage: deletes every chunk no manifest refers to and older than `grace`.
+    /// While a backup is running it deletes nothing and says so in the report.
+    #[instrument(skip(self), fields(location = %self.description()))]
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport> {
+        let lock = self
+            .write_lock(&format!("gc-{}", uuid::Uuid::new_v4()))
+            .await?;
+        let result = self.collect_locked(grace).await;
+        self.release(lock).await?;
+        result
+    }
+
+    async fn collect_locked(&self, grace: Duration) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let running = self.live_locks("backup-").await?;
+        if !running.is_empty() {
+            info!(?running, "backups are running: collection postponed");
+            report.postponed_by = running;
+            return Ok(report);
+        }
+        let started = now_unix();
+        let mut referenced = HashSet::new();
+        for backup in self.backups().await? {
+            report.backups += 1;
+            let manifest = self.manifest(&backup).await?;
+            for volume in &manifest.volumes {
+                let tree = self.volume_tree(&backup, &volume.name).await?;
+                for entry in tree.entries {
+                    if let EntryKind::File { chunks, .. } = entry.kind {
+                        referenced.extend(chunks.into_iter().map(|chunk| chunk.id));
+                    }
+                }
+            }
+        }
+        report.referenced = referenced.len() as u64;
+        let stored: Vec<_> = self
+            .store()
+            .list(Some(&Path::from(names::CHUNKS)))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                action: "list",
+                object: names::CHUNKS.into(),
+                source,
+            })?;
+        let mut doomed = Vec::new();
+        for meta in stored {
+            let id = meta.location.filename().unwrap_or_default().to_string();
+            if referenced.contains(&id) {
+                continue;
+            }
+            if started - meta.last_modified.timestamp() < grace.as_secs() as i64 {
+                report.kept_in_grace += 1;
+            } else {
+                doomed.push(meta.location);
+            }
+        }
+        let mut deletions = futures::stream::iter(doomed)
+            .map(|path| async move {
+                match self.store().delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(source) => Err(Error::Store {
+                        action: "delete",
+                        object: path.to_string(),
+                        source,
+                    }),
+                }
+            })
+            .buffer_unordered(8);
+        while let Some(result) = deletions.next().await {
+            result?;
+            report.deleted += 1;
+        }
+        Ok(report)
+    }
+}

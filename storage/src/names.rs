@@ -1,0 +1,42 @@
+//! The names of objects inside a repository, in one place: backups, manifests, volume trees
+//! and chunks, and the rule for the ids and names callers choose.
+
+use crate::error::{Error, Result};
+
+/// The folder of every backup.
+pub(crate) const BACKUPS: &str = "backups";
+/// The folder of every chunk.
+pub(crate) const CHUNKS: &str = "chunks";
+
+/// Checks an id or name the caller chose (backup id, volume name): 1 to 128 of
+/// `A-Z a-z 0-9 . _ -`, not starting with a dot.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "invalid {what} `{name}`: use 1 to 128 of A-Z a-z 0-9 . _ - (not starting with a dot)"
+        )))
+    }
+}
+
+/// `backups/<id>/manifest`.
+pub(crate) fn manifest(backup: &str) -> String {
+    format!("{BACKUPS}/{backup}/manifest")
+}
+
+/// `backups/<id>/volumes/<name>`.
+pub(crate) fn volume_tree(backup: &str, volume: &str) -> String {
+    format!("{BACKUPS}/{backup}/volumes/{volume}")
+}
+
+/// `chunks/<first two hex digits>/<64 hex digits>`.
+pub(crate) fn chunk(id_hex: &str) -> String {
+    format!("{CHUNKS}/{}/{id_hex}", &id_hex[..2.min(id_hex.len())])
+}

@@ -1,0 +1,258 @@
+//! A repository on a location: its config object `stowage.repo` (format version, id, the
+//! Argon2id parameters and salt, the sealed master key), `init`, `open` with only the location
+//! and the passphrase, and reading and writing sealed objects.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::crypto::{self, KdfParams, MasterKey};
+use crate::error::{Error, Result};
+use crate::location::Location;
+use crate::object::{self, Kind};
+
+/// The repository format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// The name of the config object, at the location's prefix.
+pub(crate) const CONFIG_OBJECT: &str = "stowage.repo";
+/// Bytes of the Argon2id salt.
+const SALT_LEN: usize = 16;
+
+/// `stowage.repo`: JSON, the one object that is not sealed (it holds what unseals the rest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RepoConfig {
+    /// Always "stowage-repository".
+    format: String,
+    /// [`FORMAT_VERSION`] when written.
+    version: u32,
+    /// A random id, also the associated data of the sealed master key.
+    id: String,
+    /// The Argon2id cost.
+    kdf: KdfParams,
+    /// The Argon2id salt, base64.
+    salt: String,
+    /// The master key sealed under the passphrase's key, base64.
+    master_key: String,
+}
+
+/// An open repository: the store at the location's prefix and the unlocked master key.
+#[derive(Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    key: MasterKey,
+    id: String,
+    description: String,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("id", &self.id)
+            .field("location", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    /// Creates a repository at the location, protected by `passphrase`. Fails with
+    /// [`Error::AlreadyInitialized`] if one is there.
+    pub async fn init(location: &Location, passphrase: &str, kdf: KdfParams) -> Result<Self> {
+        Self::init_in(location.open()?, location.describe(), passphrase, kdf).await
+    }
+
+    /// Opens the repository at the location with its passphrase.
+    pub async fn open(location: &Location, passphrase: &str) -> Result<Self> {
+        Self::open_in(location.open()?, location.describe(), passphrase).await
+    }
+
+    /// [`Repository::init`] on a store already built (e.g. with other retry settings);
+    /// `description` names it in errors.
+    #[instrument(skip(store, passphrase, kdf), fields(location = %description))]
+    pub async fn init_in(
+        store: Arc<dyn ObjectStore>,
+        description: String,
+        passphrase: &str,
+        kdf: KdfParams,
+    ) -> Result<Self> {
+        if passphrase.is_empty() {
+            return Err(Error::InvalidKdf("the passphrase must not be empty".into()));
+        }
+        let key = MasterKey::generate()?;
+        let salt = crypto::random::<SALT_LEN>()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let kek = kdf.derive(passphrase, &salt)?;
+        let sealed = crypto::seal_with(&kek, key_aad(&id).as_bytes(), &key.to_bytes())?;
+        let config = RepoConfig {
+            format: "stowage-repository".into(),
+            version: FORMAT_VERSION,
+            id: id.clone(),
+            kdf,
+            salt: BASE64.encode(salt),
+            master_key: BASE64.encode(sealed),
+        };
+        let body = serde_json::to_vec_pretty(&config).map_err(|err| Error::Corrupt {
+            object: CONFIG_OBJECT.into(),
+            what: format!("cannot encode: {err}"),
+        })?;
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&Path::from(CONFIG_OBJECT), PutPayload::from(body), create)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::AlreadyInitialized {
+                    location: description,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Store {
+                    action: "write",
+                    object: CONFIG_OBJECT.into(),
+                    source,
+                });
+            }
+        }
+        Ok(Self {
+            store,
+            key,
+            id,
+            description,
+        })
+    }
+
+    /// [`Repository::open`] on a store already built; `description` names it in errors.
+    #[instrument(skip(store, passphrase), fields(location = %description))]
+    pub async fn open_in(
+        store: Arc<dyn ObjectStore>,
+        description: String,
+        passphrase: &str,
+    ) -> Result<Self> {
+        let bytes = match store.get(&Path::from(CONFIG_OBJECT)).await {
+            Ok(result) => result.bytes().await.map_err(|source| Error::Store {
+                action: "read",
+                object: CONFIG_OBJECT.into(),
+                source,
+            })?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::NotARepository {
+                    location: description,
+                });
+            }
+            Err(source) => {
+                return Err(Error::Store {
+                    action: "read",
+                    object: CONFIG_OBJECT.into(),
+                    source,
+                });
+            }
+        };
+        let corrupt = |what: String| Error::Corrupt {
+            object: CONFIG_OBJECT.into(),
+            what,
+        };
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|err| corrupt(format!("not a repository config: {err}")))?;
+        if config.format != "stowage-repository" {
+            return Err(corrupt(format!("unknown format `{}`", config.format)));
+        }
+        if config.version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: config.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let salt = BASE64
+            .decode(&config.salt)
+            .map_err(|err| corrupt(format!("salt: {err}")))?;
+        let sealed = BASE64
+            .decode(&config.master_key)
+            .map_err(|err| corrupt(format!("master_key: {err}")))?;
+        let kek = config.kdf.derive(passphrase, &salt)?;
+        let plain = crypto::open_with(&kek, key_aad(&config.id).as_bytes(), &sealed)?.ok_or(
+            Error::WrongPassphrase {
+                location: description.clone(),
+            },
+        )?;
+        let key = MasterKey::from_bytes(&plain)
+            .ok_or_else(|| corrupt("the master key has the wrong length".into()))?;
+        Ok(Self {
+            store,
+            key,
+            id: config.id,
+            description,
+        })
+    }
+
+    /// The repository's random id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The location, for messages.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub(crate) fn key(&self) -> &MasterKey {
+        &self.key
+    }
+
+    /// Seals `body` and writes it as object `name`.
+    pub(crate) async fn put_object(&self, kind: Kind, name: &str, body: &[u8]) -> Result<()> {
+        let sealed = object::seal(&self.key, kind, name, body)?;
+        self.put_raw(name, Bytes::from(sealed)).await
+    }
+
+    /// Writes bytes already sealed.
+    pub(crate) async fn put_raw(&self, name: &str, bytes: Bytes) -> Result<()> {
+        self.store
+            .put(&Path::from(name), PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Store {
+                action: "write",
+                object: name.into(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Reads and opens object `name`; a missing one is [`Error::Missing`].
+    pub(crate) async fn get_object(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
+        let bytes = self.get_raw(name).await?;
+        object::open(&self.key, kind, name, &bytes)
+    }
+
+    /// Reads an object's bytes as stored.
+    pub(crate) async fn get_raw(&self, name: &str) -> Result<Bytes> {
+        let read = async { self.store.get(&Path::from(name)).await?.bytes().await };
+        match read.await {
+            Ok(bytes) => Ok(bytes),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::Missing {
+                object: name.into(),
+            }),
+            Err(source) => Err(Error::Store {
+                action: "read",
+                object: name.into(),
+                source,
+            }),
+        }
+    }
+}
+
+fn key_aad(id: &str) -> String {
+    format!("{CONFIG_OBJECT}:{id}")
+}

@@ -1,0 +1,322 @@
+//! Restoring a volume of a backup into a folder, whole or one path of it: content, modes,
+//! owners (when permitted), mtimes, symlinks, hard links and holes of sparse files.
+//!
+//! The tree is read and checked before anything is written, and the files are written into a
+//! staging folder inside the target that is moved into place only when everything was read and
+//! checked: a damaged backup leaves the target as it was.
+
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures::StreamExt;
+use tracing::instrument;
+
+use crate::error::{Error, Result};
+use crate::names;
+use crate::object::{self, Kind};
+use crate::repository::Repository;
+use crate::tree::{Entry, EntryKind, Tree};
+
+/// The granularity of holes: a file-system block.
+const HOLE_BLOCK: usize = 4096;
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreSummary {
+    /// Entries restored (directories, files, links).
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+impl Repository {
+    /// Reads a volume's tree and checks it against the manifest's hash.
+    pub async fn volume_tree(&self, backup: &str, volume: &str) -> Result<Tree> {
+        let manifest = self.manifest(backup).await?;
+        let record = manifest
+            .volumes
+            .iter()
+            .find(|record| record.name == volume)
+            .ok_or_else(|| {
+                Error::NotFound(format!("backup `{backup}` has no volume `{volume}`"))
+            })?;
+        let name = names::volume_tree(backup, volume);
+        let bytes = self.get_raw(&name).await?;
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        if hash != record.tree_hash {
+            return Err(Error::Corrupt {
+                object: name,
+                what: format!(
+                    "its hash {hash} is not the {} the manifest records",
+                    record.tree_hash
+                ),
+            });
+        }
+        let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
+        serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
+            object: name,
+            what: format!("not a tree: {err}"),
+        })
+    }
+
+    /// Restores volume `volume` of `backup` into `target` (created if missing). With `only`,
+    /// restores that path (a file, or a folder and everything in it) and the folders above it.
+    #[instrument(skip(self), fields(location = %self.description()))]
+    pub async fn restore(
+        &self,
+        backup: &str,
+        volume: &str,
+        target: &Path,
+        only: Option<&str>,
+        concurrency: usize,
+    ) -> Result<RestoreSummary> {
+        let tree = self.volume_tree(backup, volume).await?;
+        let entries: Vec<Entry> = match only {
+            None => tree.entries,
+            Some(only) => {
+                let only = only.trim_matches('/');
+                let picked: Vec<Entry> = tree
+                    .entries
+                    .into_iter()
+                    .filter(|entry| {
+                        entry.path == only
+                            || entry.path.starts_with(&format!("{only}/"))
+                            || only.starts_with(&format!("{}/", entry.path))
+                    })
+                    .collect();
+                if !picked.iter().any(|entry| entry.path == only) {
+                    return Err(Error::NotFound(format!(
+                        "backup `{backup}` volume `{volume}` has no path `{only}`"
+                    )));
+                }
+                picked
+            }
+        };
+        std::fs::create_dir_all(target).map_err(io("cannot create", target))?;
+        let staging = target.join(format!(".stowage-restore-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&staging).map_err(io("cannot create", &staging))?;
+        let result = self.restore_into(&entries, &staging, concurrency).await;
+        let result = match result {
+            Ok(summary) => move_into_place(&staging, target).map(|()| summary),
+            Err(err) => Err(err),
+        };
+        // The staging folder is empty after a successful move; after a failure it holds the
+        // partial restore, which must not stay.
+        let _ = std::fs::remove_dir_all(&staging);
+        result
+    }
+
+    async fn restore_into(
+        &self,
+        entries: &[Entry],
+        root: &Path,
+        concurrency: usize,
+    ) -> Result<RestoreSummary> {
+        let mut summary = RestoreSummary::default();
+        // Directories first, so files have somewhere to go.
+        for entry in entries {
+            if matches!(entry.kind, EntryKind::Dir) {
+                let path = root.join(&entry.path);
+                std::fs::create_dir_all(&path).map_err(io("cannot create", &path))?;
+            }
+        }
+        // File content: every chunk of every file in order, fetched `concurrency` at a time.
+        let files: Vec<(&Entry, u64)> = entries
+            .iter()
+            .filter_map(|entry| match &entry.kind {
+                EntryKind::File { size, .. } => Some((entry, *size)),
+                _ => None,
+            })
+            .collect();
+        for (entry, _) in &files {
+            let path = root.join(&entry.path);
+            File::create(&path).map_err(io("cannot create", &path))?;
+        }
+        let jobs = files.iter().enumerate().flat_map(|(index, (entry, _))| {
+            let chunks = match &entry.kind {
+                EntryKind::File { chunks, .. } => chunks.as_slice(),
+                _ => &[],
+            };
+            chunks
+                .iter()
+                .map(move |chunk| (index, entry.path.as_str(), chunk))
+        });
+        let mut fetched = futures::stream::iter(jobs)
+            .map(|(index, path, chunk)| async move {
+                let data = self.read_chunk(&chunk.id, path).await?;
+                if data.len() != chunk.len as usize {
+                    return Err(Error::Corrupt {
+                        object: names::chunk(&chunk.id),
+                        what: format!("{} bytes where file {path} needs {}", data.len(), chunk.len),
+                    });
+                }
+                Ok::<_, Error>((index, data))
+            })
+            .buffered(concurrency.max(1));
+        // Chunks come in file order: one file is open at a time.
+        let mut current: Option<(usize, File)> = None;
+        while let Some(next) = fetched.next().await {
+            let (index, data) = next?;
+            let (entry, _) = files[index];
+            let path = root.join(&entry.path);
+            if current.as_ref().map(|(open, _)| *open) != Some(index) {
+                if let Some((done, file)) = current.take() {
+                    finish_file(root, files[done], file)?;
+                }
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io("cannot open", &path))?;
+                current = Some((index, file));
+            }
+            if let Some((_, file)) = current.as_mut() {
+                write_sparse(file, &data).map_err(io("cannot write", &path))?;
+            }
+            summary.bytes += data.len() as u64;
+        }
+        drop(fetched);
+        if let Some((done, file)) = current.take() {
+            finish_file(root, files[done], file)?;
+        }
+        // Links.
+        for entry in entries {
+            let path = root.join(&entry.path);
+            match &entry.kind {
+                EntryKind::Symlink { target } => {
+                    std::os::unix::fs::symlink(target, &path)
+                        .map_err(io("cannot create the symlink", &path))?;
+                }
+                EntryKind::HardLink { target } => {
+                    std::fs::hard_link(root.join(target), &path)
+                        .map_err(io("cannot create the hard link", &path))?;
+                }
+                _ => {}
+            }
+        }
+        // Owners, modes and mtimes; directories last and deepest first, since writing into a
+        // directory changes its mtime.
+        for entry in entries.iter().rev() {
+            let path = root.join(&entry.path);
+            // Changing owners needs privileges a restore may not have; then files keep the
+            // restoring user, as with `cp -r`.
+            let _ = std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid));
+            match entry.kind {
+                EntryKind::Symlink { .. } => {}
+                EntryKind::HardLink { .. } => {}
+                _ => {
+                    std::fs::set_permissions(
+                        &path,
+                        std::fs::Permissions::from_mode(entry.mode & 0o7777),
+                    )
+                    .map_err(io("cannot set the mode of", &path))?;
+                    let mtime = UNIX_EPOCH
+                        + Duration::new(entry.mtime_secs.max(0) as u64, entry.mtime_nanos);
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .open(&path)
+                        .map_err(io("cannot open", &path))?;
+                    file.set_times(FileTimes::new().set_modified(mtime))
+                        .map_err(io("cannot set the mtime of", &path))?;
+                }
+            }
+            summary.entries += 1;
+        }
+        Ok(summary)
+    }
+
+    /// Reads a chunk, opens it and checks its id; `file` names where it is used, for errors.
+    pub(crate) async fn read_chunk(&self, id: &str, file: &str) -> Result<Vec<u8>> {
+        let name = names::chunk(id);
+        let bytes = match self.get_raw(&name).await {
+            Err(Error::Missing { object }) => {
+                return Err(Error::Missing {
+                    object: format!("{object} (of file {file})"),
+                });
+            }
+            other => other?,
+        };
+        let key = self.key().clone();
+        let id = id.to_string();
+        let file = file.to_string();
+        tokio::task::spawn_blocking(move || {
+            let data = object::open(&key, Kind::Chunk, &name, &bytes).map_err(|err| match err {
+                Error::Corrupt { object, what } => Error::Corrupt {
+                    object: format!("{object} (of file {file})"),
+                    what,
+                },
+                other => other,
+            })?;
+            let actual = key.chunk_id(&data).to_hex().to_string();
+            if actual != id {
+                return Err(Error::Corrupt {
+                    object: format!("{name} (of file {file})"),
+                    what: format!("its content hashes to {actual}"),
+                });
+            }
+            Ok(data)
+        })
+        .await
+        .map_err(|err| Error::Random(format!("opening thread failed: {err}")))?
+    }
+}
+
+/// Writes `data` at the file's position, seeking over every all-zero block instead of writing
+/// it, so holes of a sparse file stay holes.
+fn write_sparse(file: &mut File, data: &[u8]) -> std::io::Result<()> {
+    for block in data.chunks(HOLE_BLOCK) {
+        if block.iter().all(|b| *b == 0) {
+            file.seek(SeekFrom::Current(block.len() as i64))?;
+        } else {
+            file.write_all(block)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a file's final length, so trailing holes of a sparse file exist without being written.
+fn finish_file(root: &Path, (entry, size): (&Entry, u64), file: File) -> Result<()> {
+    let path = root.join(&entry.path);
+    file.set_len(size).map_err(io("cannot size", &path))
+}
+
+/// Moves everything in `staging` into `target`, replacing what is there under the same names.
+fn move_into_place(staging: &Path, target: &Path) -> Result<()> {
+    let listing = std::fs::read_dir(staging).map_err(io("cannot read", staging))?;
+    for item in listing {
+        let item = item.map_err(io("cannot read", staging))?;
+        let destination: PathBuf = target.join(item.file_name());
+        if destination.is_dir() && !destination.is_symlink() {
+            merge_dir(&item.path(), &destination)?;
+        } else {
+            std::fs::rename(item.path(), &destination).map_err(io("cannot move", &destination))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves a staged directory's content into an existing one, then applies the staged
+/// directory's mode and mtime.
+fn merge_dir(staged: &Path, destination: &Path) -> Result<()> {
+    let meta = std::fs::metadata(staged).map_err(io("cannot stat", staged))?;
+    move_into_place(staged, destination)?;
+    std::fs::set_permissions(destination, meta.permissions())
+        .map_err(io("cannot set the mode of", destination))?;
+    if let Ok(mtime) = meta.modified() {
+        let dir = File::open(destination).map_err(io("cannot open", destination))?;
+        dir.set_times(FileTimes::new().set_modified(mtime))
+            .map_err(io("cannot set the mtime of", destination))?;
+    }
+    Ok(())
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.to_path_buf();
+    move |source| Error::Io {
+        action,
+        path,
+        source,
+    }
+}

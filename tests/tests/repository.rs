@@ -1,0 +1,640 @@
+//! The repository against every backend `ops/test` starts (local folder, the S3 server, Azurite
+//! and the GCS emulator): open with only the passphrase, back up and restore a tree
+//! byte-identically, dedup, verify naming damage, encryption of every stored byte, and damaged
+//! manifests refused before anything is written.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use stowage_storage::{
+    BackupOptions, Error, KdfParams, Location, LocationKind, Repository, VolumeSource,
+};
+use stowage_tests::gcs_xml::GcsXmlProxy;
+use stowage_tests::services;
+
+/// Cheap key derivation: the tests exercise the format, not Argon2's cost.
+const TEST_KDF: KdfParams = KdfParams {
+    memory_kib: 256,
+    iterations: 1,
+    parallelism: 1,
+};
+const PASSPHRASE: &str = "correct horse battery staple";
+/// Planted in the backed-up files; must not appear in any stored byte.
+const MARKER: &[u8] = b"STOWAGE-PLAINTEXT-MARKER-7f3a9c";
+
+/// One backend under test; the proxy (GCS only) lives as long as the location is used.
+struct Backend {
+    name: &'static str,
+    location: Location,
+    _proxy: Option<GcsXmlProxy>,
+    _root: Option<tempfile::TempDir>,
+}
+
+async fn backends(test: &str) -> Vec<Backend> {
+    let prefix = |backend: &str| format!("repo/{test}-{backend}-{}", uuid::Uuid::new_v4());
+    let root = tempfile::tempdir().unwrap();
+    let local = Location {
+        kind: LocationKind::Local {
+            root: root.path().to_path_buf(),
+        },
+        prefix: prefix("local"),
+    };
+    let (proxy, gcs) = services::gcs().location(&prefix("gcs")).await;
+    vec![
+        Backend {
+            name: "local",
+            location: local,
+            _proxy: None,
+            _root: Some(root),
+        },
+        Backend {
+            name: "s3",
+            location: services::moto().location(&prefix("s3")),
+            _proxy: None,
+            _root: None,
+        },
+        Backend {
+            name: "azure",
+            location: services::azurite().location(&prefix("azure")),
+            _proxy: None,
+            _root: None,
+        },
+        Backend {
+            name: "gcs",
+            location: gcs,
+            _proxy: Some(proxy),
+            _root: None,
+        },
+    ]
+}
+
+/// Deterministic bytes that do not compress to nothing.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+/// A tree with every kind of entry the format stores.
+fn make_tree(root: &Path) {
+    let set_mtime = |path: &Path, secs: u64| {
+        let file = std::fs::File::open(path).unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(secs, 123_456_789))
+            .unwrap();
+    };
+    std::fs::create_dir_all(root.join("etc/conf.d")).unwrap();
+    std::fs::create_dir_all(root.join("data/empty-dir")).unwrap();
+    let mut small = b"small file with the marker: ".to_vec();
+    small.extend_from_slice(MARKER);
+    std::fs::write(root.join("etc/conf.d/app.conf"), &small).unwrap();
+    std::fs::write(root.join("etc/empty"), b"").unwrap();
+    // Several chunks, and a copy of the same content under another name (dedup).
+    let mut big = noise(3 * 1024 * 1024 + 17, 1);
+    big[1_000_000..1_000_000 + MARKER.len()].copy_from_slice(MARKER);
+    std::fs::write(root.join("data/big.bin"), &big).unwrap();
+    std::fs::write(root.join("data/big-copy.bin"), &big).unwrap();
+    // Sparse: data in the middle, holes around it.
+    let sparse = std::fs::File::create(root.join("data/sparse.img")).unwrap();
+    sparse.set_len(12 * 1024 * 1024).unwrap();
+    use std::io::{Seek, SeekFrom, Write};
+    let mut sparse = sparse;
+    sparse.seek(SeekFrom::Start(4 * 1024 * 1024)).unwrap();
+    sparse.write_all(&noise(4096, 2)).unwrap();
+    drop(sparse);
+    std::os::unix::fs::symlink("../etc/conf.d/app.conf", root.join("data/link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/dangling", root.join("data/dangling")).unwrap();
+    std::fs::hard_link(
+        root.join("data/big.bin"),
+        root.join("data/big-hardlink.bin"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("etc/conf.d/app.conf"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::set_permissions(root.join("etc"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    for (path, secs) in [
+        ("etc/conf.d/app.conf", 1_600_000_000),
+        ("data/big.bin", 1_600_000_100),
+        ("data/sparse.img", 1_600_000_200),
+        ("etc/empty", 1_600_000_300),
+        ("data/empty-dir", 1_600_000_400),
+        ("etc/conf.d", 1_600_000_500),
+        ("etc", 1_600_000_600),
+        ("data", 1_600_000_700),
+    ] {
+        set_mtime(&root.join(path), secs);
+    }
+}
+
+/// Asserts `restored` holds what `original` holds: same names, kinds, content, modes, mtimes,
+/// symlink targets, hard links; sparse files not larger on disk than the original.
+fn assert_same_tree(original: &Path, restored: &Path) {
+    let list = |root: &Path| -> Vec<String> {
+        let mut paths: Vec<String> = walk(root)
+            .into_iter()
+            .map(|p| p.strip_prefix(root).unwrap().to_str().unwrap().to_string())
+            .collect();
+        paths.sort();
+        paths
+    };
+    let names = list(original);
+    assert_eq!(names, list(restored), "different names");
+    for name in &names {
+        let a = std::fs::symlink_metadata(original.join(name)).unwrap();
+        let b = std::fs::symlink_metadata(restored.join(name)).unwrap();
+        assert_eq!(a.file_type(), b.file_type(), "{name}: type");
+        if a.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(original.join(name)).unwrap(),
+                std::fs::read_link(restored.join(name)).unwrap(),
+                "{name}: symlink target"
+            );
+            continue;
+        }
+        assert_eq!(a.mode(), b.mode(), "{name}: mode");
+        assert_eq!(
+            (a.mtime(), a.mtime_nsec()),
+            (b.mtime(), b.mtime_nsec()),
+            "{name}: mtime"
+        );
+        assert_eq!((a.uid(), a.gid()), (b.uid(), b.gid()), "{name}: owner");
+        if a.is_file() {
+            assert_eq!(a.len(), b.len(), "{name}: size");
+            assert!(
+                std::fs::read(original.join(name)).unwrap()
+                    == std::fs::read(restored.join(name)).unwrap(),
+                "{name}: content differs"
+            );
+            assert_eq!(a.nlink(), b.nlink(), "{name}: hard links");
+        }
+    }
+    let sparse = std::fs::metadata(restored.join("data/sparse.img")).unwrap();
+    assert!(
+        sparse.blocks() * 512 < sparse.len() / 2,
+        "the sparse file was restored dense: {} blocks for {} bytes",
+        sparse.blocks(),
+        sparse.len()
+    );
+    let a = std::fs::metadata(restored.join("data/big.bin")).unwrap();
+    let b = std::fs::metadata(restored.join("data/big-hardlink.bin")).unwrap();
+    assert_eq!(a.ino(), b.ino(), "the hard link is a link again");
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in std::fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Every stored object under the location, with its bytes.
+async fn stored_objects(store: &Arc<dyn ObjectStore>) -> Vec<(String, Vec<u8>)> {
+    let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
+    let mut out = Vec::new();
+    for meta in metas {
+        let bytes = store
+            .get(&meta.location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        out.push((meta.location.to_string(), bytes.to_vec()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_repository_opens_with_only_its_passphrase() {
+    for backend in backends("open").await {
+        let location = &backend.location;
+        let name = backend.name;
+        let missing = Repository::open(location, PASSPHRASE).await.unwrap_err();
+        assert!(
+            matches!(missing, Error::NotARepository { .. }),
+            "{name}: {missing}"
+        );
+        let created = Repository::init(location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let again = Repository::init(location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(again, Error::AlreadyInitialized { .. }),
+            "{name}: {again}"
+        );
+        let opened = Repository::open(location, PASSPHRASE).await.unwrap();
+        assert_eq!(opened.id(), created.id(), "{name}");
+        let wrong = Repository::open(location, "not the passphrase")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(wrong, Error::WrongPassphrase { .. }),
+            "{name}: {wrong}"
+        );
+        assert!(wrong.to_string().contains("wrong passphrase"), "{wrong}");
+    }
+}
+
+#[tokio::test]
+async fn a_tree_comes_back_byte_identical_and_unchanged_data_is_not_sent_again() {
+    let source = tempfile::tempdir().unwrap();
+    make_tree(source.path());
+    let volumes = [VolumeSource {
+        name: "pvc-data".into(),
+        path: source.path().to_path_buf(),
+    }];
+    for backend in backends("roundtrip").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let calls = AtomicU64::new(0);
+        let first = repo
+            .backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {
+                calls.fetch_add(1, Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+        assert!(
+            calls.load(Ordering::Relaxed) > 0,
+            "{name}: progress was reported"
+        );
+        assert!(first.progress.chunks_uploaded > 0, "{name}");
+        assert!(
+            first.progress.chunks_reused > 0,
+            "{name}: the copied file's chunks were reused: {:?}",
+            first.progress
+        );
+
+        // A second backup of the same data, from a freshly opened repository, sends no chunk.
+        let reopened = Repository::open(&backend.location, PASSPHRASE)
+            .await
+            .unwrap();
+        let second = reopened
+            .backup("b2", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            second.progress.chunks_uploaded, 0,
+            "{name}: {:?}",
+            second.progress
+        );
+
+        let target = tempfile::tempdir().unwrap();
+        reopened
+            .restore("b2", "pvc-data", target.path(), None, 4)
+            .await
+            .unwrap();
+        assert_same_tree(source.path(), target.path());
+
+        // One path only.
+        let one = tempfile::tempdir().unwrap();
+        reopened
+            .restore("b1", "pvc-data", one.path(), Some("etc/conf.d/app.conf"), 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(one.path().join("etc/conf.d/app.conf")).unwrap(),
+            std::fs::read(source.path().join("etc/conf.d/app.conf")).unwrap(),
+            "{name}"
+        );
+        assert!(
+            !one.path().join("data").exists(),
+            "{name}: only the path asked for"
+        );
+        let err = reopened
+            .restore("b1", "pvc-data", one.path(), Some("no/such/path"), 4)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no path `no/such/path`"), "{err}");
+
+        let report = reopened.verify("b1", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+        assert!(report.chunks_checked > 0);
+    }
+}
+
+#[tokio::test]
+async fn nothing_stored_is_readable_without_the_passphrase() {
+    let source = tempfile::tempdir().unwrap();
+    make_tree(source.path());
+    for backend in backends("marker").await {
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        repo.backup(
+            "b1",
+            "test",
+            &[VolumeSource {
+                name: "v".into(),
+                path: source.path().to_path_buf(),
+            }],
+            &BackupOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        let store = backend.location.open().unwrap();
+        let objects = stored_objects(&store).await;
+        assert!(
+            objects.len() > 3,
+            "{}: {} objects",
+            backend.name,
+            objects.len()
+        );
+        for (object, bytes) in &objects {
+            for needle in [MARKER, b"app.conf".as_slice(), b"sparse.img".as_slice()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{}: `{}` found in plaintext in {object}",
+                    backend.name,
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn verify_names_a_flipped_byte_and_a_missing_chunk_and_restore_writes_nothing() {
+    let source = tempfile::tempdir().unwrap();
+    make_tree(source.path());
+    for backend in backends("verify").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        repo.backup(
+            "b1",
+            "test",
+            &[VolumeSource {
+                name: "v".into(),
+                path: source.path().to_path_buf(),
+            }],
+            &BackupOptions::default(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        let store = backend.location.open().unwrap();
+        let tree = repo.volume_tree("b1", "v").await.unwrap();
+        let chunk_of = |file: &str| {
+            tree.entries
+                .iter()
+                .find_map(|entry| match &entry.kind {
+                    stowage_storage::EntryKind::File { chunks, .. } if entry.path == file => {
+                        Some(chunks[0].id.clone())
+                    }
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let flipped = chunk_of("etc/conf.d/app.conf");
+        let missing = chunk_of("data/sparse.img");
+        let flipped_path = ObjectPath::from(format!("chunks/{}/{flipped}", &flipped[..2]));
+        let mut bytes = store
+            .get(&flipped_path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        store
+            .put(&flipped_path, PutPayload::from(bytes))
+            .await
+            .unwrap();
+        store
+            .delete(&ObjectPath::from(format!(
+                "chunks/{}/{missing}",
+                &missing[..2]
+            )))
+            .await
+            .unwrap();
+
+        let report = repo.verify("b1", 4).await.unwrap();
+        let text = report.problems.join("\n");
+        assert_eq!(report.problems.len(), 2, "{name}: {text}");
+        assert!(
+            text.contains(&flipped) && text.contains("v/etc/conf.d/app.conf"),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(&missing)
+                && text.contains("missing")
+                && text.contains("v/data/sparse.img"),
+            "{name}: {text}"
+        );
+
+        let target = tempfile::tempdir().unwrap();
+        let err = repo
+            .restore("b1", "v", target.path(), None, 4)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains(&flipped) || err.to_string().contains(&missing),
+            "{name}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "{name}: a damaged backup was half-restored: {left:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_or_corrupted_manifest_is_reported_and_nothing_is_restored() {
+    let source = tempfile::tempdir().unwrap();
+    make_tree(source.path());
+    for backend in backends("manifest").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        for backup in ["b1", "b2"] {
+            repo.backup(
+                backup,
+                "test",
+                &[VolumeSource {
+                    name: "v".into(),
+                    path: source.path().to_path_buf(),
+                }],
+                &BackupOptions::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        }
+        let store = backend.location.open().unwrap();
+        let manifest = ObjectPath::from("backups/b1/manifest");
+        let bytes = store.get(&manifest).await.unwrap().bytes().await.unwrap();
+        store
+            .put(&manifest, PutPayload::from(bytes.slice(..bytes.len() / 2)))
+            .await
+            .unwrap();
+        let tree = ObjectPath::from("backups/b2/volumes/v");
+        let mut bytes = store
+            .get(&tree)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
+        bytes[10] ^= 0x80;
+        store.put(&tree, PutPayload::from(bytes)).await.unwrap();
+
+        let target = tempfile::tempdir().unwrap();
+        let err = repo
+            .restore("b1", "v", target.path(), None, 4)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { object, .. } if object == "backups/b1/manifest"),
+            "{name}: {err}"
+        );
+        let err = repo
+            .restore("b2", "v", target.path(), None, 4)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { object, .. } if object == "backups/b2/volumes/v"),
+            "{name}: {err}"
+        );
+        let err = repo.verify("b1", 4).await.unwrap_err();
+        assert!(
+            err.to_string().contains("backups/b1/manifest"),
+            "{name}: {err}"
+        );
+        let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+        assert!(left.is_empty(), "{name}: {left:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running_backup() {
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::write(shared.path().join("shared.bin"), noise(2 * 1024 * 1024, 7)).unwrap();
+    let only_old = tempfile::tempdir().unwrap();
+    std::fs::write(only_old.path().join("old.bin"), noise(1024 * 1024, 8)).unwrap();
+    let volume = |path: &Path| {
+        [VolumeSource {
+            name: "v".into(),
+            path: path.to_path_buf(),
+        }]
+    };
+    for backend in backends("gc").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let options = BackupOptions::default();
+        // Both trees backed up, then the backups deleted: every chunk is unreferenced.
+        repo.backup("old-shared", "t", &volume(shared.path()), &options, &|_| {})
+            .await
+            .unwrap();
+        repo.backup("old-only", "t", &volume(only_old.path()), &options, &|_| {})
+            .await
+            .unwrap();
+        repo.delete_backup("old-shared").await.unwrap();
+        repo.delete_backup("old-only").await.unwrap();
+        assert!(repo.backups().await.unwrap().is_empty(), "{name}");
+
+        // Within the grace window nothing goes.
+        let report = repo
+            .collect_garbage(std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(report.deleted, 0, "{name}: {report:?}");
+        assert!(report.kept_in_grace > 0, "{name}: {report:?}");
+
+        // A backup that reuses the unreferenced shared chunks is held after it took its lock
+        // and listed the chunks; a collection with no grace runs meanwhile.
+        let (reached, reached_rx) = std::sync::mpsc::channel::<()>();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        let resume_rx = std::sync::Mutex::new(resume_rx);
+        let held = std::sync::atomic::AtomicBool::new(false);
+        let backup_repo = repo.clone();
+        let shared_path = shared.path().to_path_buf();
+        let running = tokio::spawn(async move {
+            backup_repo
+                .backup(
+                    "running",
+                    "t",
+                    &volume(&shared_path),
+                    &BackupOptions::default(),
+                    &|_| {
+                        if !held.swap(true, Ordering::SeqCst) {
+                            reached.send(()).unwrap();
+                            resume_rx.lock().unwrap().recv().unwrap();
+                        }
+                    },
+                )
+                .await
+        });
+        tokio::task::spawn_blocking(move || reached_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let during = repo
+            .collect_garbage(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(during.deleted, 0, "{name}: {during:?}");
+        assert_eq!(during.postponed_by.len(), 1, "{name}: {during:?}");
+        resume.send(()).unwrap();
+        let summary = running.await.unwrap().unwrap();
+        assert_eq!(
+            summary.progress.chunks_uploaded, 0,
+            "{name}: the running backup reused the stored chunks"
+        );
+
+        // With no backup running, the chunks only the deleted backup had are swept, and the
+        // running backup's survive.
+        let after = repo
+            .collect_garbage(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(after.postponed_by.is_empty(), "{name}: {after:?}");
+        assert_eq!(after.backups, 1, "{name}: {after:?}");
+        assert!(after.deleted > 0, "{name}: {after:?}");
+        let report = repo.verify("running", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+        let target = tempfile::tempdir().unwrap();
+        repo.restore("running", "v", target.path(), None, 4)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(target.path().join("shared.bin")).unwrap(),
+            std::fs::read(shared.path().join("shared.bin")).unwrap(),
+            "{name}"
+        );
+    }
+}
