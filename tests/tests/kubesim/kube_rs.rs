@@ -36,12 +36,6 @@ async fn kube_rs_discovers_the_built_in_groups() {
         ("Deployment", "v1")
     );
     assert_eq!(capabilities.scope, Scope::Namespaced);
-    assert!(
-        capabilities
-            .subresources
-            .iter()
-            .any(|(sub, _)| sub.plural == "deployments/status")
-    );
     let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
     for group in [
         "",
