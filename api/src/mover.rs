@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use stowage_storage::{BackupOptions, KdfParams, Location, Repository, VolumeSource};
+use stowage_workflows::storage::{BackupOptions, KdfParams, Location, Repository, VolumeSource};
 
 /// Where the repository is and how to unlock it; each from an argument or the environment.
 #[derive(Debug, Clone, Args)]
@@ -127,7 +127,7 @@ async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
     let location: Location = serde_json::from_str(&args.location)
         .map_err(|err| format!("STOWAGE_LOCATION / --location is not a valid location: {err}"))?;
     match Repository::open(&location, &args.passphrase).await {
-        Err(stowage_storage::Error::NotARepository { .. }) if init => {
+        Err(stowage_workflows::storage::Error::NotARepository { .. }) if init => {
             Repository::init(&location, &args.passphrase, KdfParams::default())
                 .await
                 .map_err(|err| err.to_string())

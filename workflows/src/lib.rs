@@ -8,6 +8,10 @@
 //! nothing of HTTP, the CLI or authentication: the `stowage` crate turns requests into the
 //! commands defined here.
 
+/// The storage layer, for the `stowage` crate's data mover: the API reaches storage through the
+/// domain, as the layering `api → workflows → {engine, storage}` says.
+pub use stowage_storage as storage;
+
 pub mod entity;
 pub mod rule;
 pub mod schedule_policy;
