@@ -23,20 +23,28 @@ pub struct RepositoryArgs {
     pub concurrency: usize,
 }
 
+/// Which volume of which backup, in which repository.
+#[derive(Debug, Clone, Args)]
+pub struct VolumeArgs {
+    /// Where the repository is and how to unlock it.
+    #[command(flatten)]
+    pub repository: RepositoryArgs,
+    /// The backup's id.
+    #[arg(long, env = "STOWAGE_BACKUP_ID")]
+    pub backup: String,
+    /// The volume's name in the backup.
+    #[arg(long, env = "STOWAGE_VOLUME")]
+    pub volume: String,
+}
+
 /// The mover's two directions.
 #[derive(Debug, Subcommand)]
 pub enum MoverCommand {
     /// Backs up a folder as one volume of a backup (creating the repository with `--init`).
     Backup {
-        /// Where the repository is and how to unlock it.
+        /// The repository, backup and volume.
         #[command(flatten)]
-        repository: RepositoryArgs,
-        /// The backup's id.
-        #[arg(long, env = "STOWAGE_BACKUP_ID")]
-        backup: String,
-        /// The volume's name in the backup.
-        #[arg(long, env = "STOWAGE_VOLUME")]
-        volume: String,
+        volume: VolumeArgs,
         /// The folder to back up.
         #[arg(long, env = "STOWAGE_SOURCE_PATH")]
         path: PathBuf,
@@ -46,15 +54,9 @@ pub enum MoverCommand {
     },
     /// Restores one volume of a backup (or one path of it) into a folder.
     Restore {
-        /// Where the repository is and how to unlock it.
+        /// The repository, backup and volume.
         #[command(flatten)]
-        repository: RepositoryArgs,
-        /// The backup's id.
-        #[arg(long, env = "STOWAGE_BACKUP_ID")]
-        backup: String,
-        /// The volume's name in the backup.
-        #[arg(long, env = "STOWAGE_VOLUME")]
-        volume: String,
+        volume: VolumeArgs,
         /// The folder to restore into; created if missing.
         #[arg(long, env = "STOWAGE_TARGET_PATH")]
         target: PathBuf,
@@ -66,40 +68,43 @@ pub enum MoverCommand {
 
 /// The final JSON line.
 #[derive(Debug, Serialize)]
-struct Summary {
-    ok: bool,
-    command: &'static str,
+pub struct Summary {
+    /// Whether the move succeeded.
+    pub ok: bool,
+    /// `backup` or `restore`.
+    pub command: &'static str,
+    /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    seconds: f64,
+    pub error: Option<String>,
+    /// How long it took.
+    pub seconds: f64,
+    /// What was moved (files, bytes, chunks).
     #[serde(flatten)]
-    figures: serde_json::Value,
+    pub figures: serde_json::Value,
 }
 
 /// Runs the mover, prints the JSON summary and returns the process exit code.
 pub async fn run(command: MoverCommand) -> i32 {
+    let summary = execute(command).await;
+    match serde_json::to_string(&summary) {
+        Ok(line) => println!("{line}"),
+        Err(err) => eprintln!("cannot encode the summary: {err}"),
+    }
+    if summary.ok { 0 } else { 1 }
+}
+
+/// Runs the mover and returns its summary.
+pub async fn execute(command: MoverCommand) -> Summary {
     let started = Instant::now();
     let (name, result) = match command {
-        MoverCommand::Backup {
-            repository,
-            backup,
-            volume,
-            path,
-            init,
-        } => (
-            "backup",
-            backup_cmd(repository, backup, volume, path, init).await,
-        ),
+        MoverCommand::Backup { volume, path, init } => {
+            ("backup", backup_cmd(volume, path, init).await)
+        }
         MoverCommand::Restore {
-            repository,
-            backup,
             volume,
             target,
             only,
-        } => (
-            "restore",
-            restore_cmd(repository, backup, volume, target, only).await,
-        ),
+        } => ("restore", restore_cmd(volume, target, only).await),
     };
     let (ok, error, figures) = match result {
         Ok(figures) => (true, None, figures),
@@ -109,18 +114,13 @@ pub async fn run(command: MoverCommand) -> i32 {
             serde_json::Value::Object(Default::default()),
         ),
     };
-    let summary = Summary {
+    Summary {
         ok,
         command: name,
         error,
         seconds: started.elapsed().as_secs_f64(),
         figures,
-    };
-    match serde_json::to_string(&summary) {
-        Ok(line) => println!("{line}"),
-        Err(err) => eprintln!("cannot encode the summary: {err}"),
     }
-    if ok { 0 } else { 1 }
 }
 
 async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
@@ -137,9 +137,11 @@ async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
 }
 
 async fn backup_cmd(
-    args: RepositoryArgs,
-    backup: String,
-    volume: String,
+    VolumeArgs {
+        repository: args,
+        backup,
+        volume,
+    }: VolumeArgs,
     path: PathBuf,
     init: bool,
 ) -> Result<serde_json::Value, String> {
@@ -168,9 +170,11 @@ async fn backup_cmd(
 }
 
 async fn restore_cmd(
-    args: RepositoryArgs,
-    backup: String,
-    volume: String,
+    VolumeArgs {
+        repository: args,
+        backup,
+        volume,
+    }: VolumeArgs,
     target: PathBuf,
     only: Option<String>,
 ) -> Result<serde_json::Value, String> {
@@ -206,19 +210,20 @@ mod tests {
             passphrase: passphrase.into(),
             concurrency: 2,
         };
-        let backup = MoverCommand::Backup {
-            repository: args("pw"),
+        let volume = |passphrase: &str| VolumeArgs {
+            repository: args(passphrase),
             backup: "b1".into(),
             volume: "v".into(),
+        };
+        let backup = MoverCommand::Backup {
+            volume: volume("pw"),
             path: source.path().to_path_buf(),
             init: true,
         };
         assert_eq!(run(backup).await, 0);
         let target = tempfile::tempdir().unwrap();
         let restore = |passphrase: &str| MoverCommand::Restore {
-            repository: args(passphrase),
-            backup: "b1".into(),
-            volume: "v".into(),
+            volume: volume(passphrase),
             target: target.path().to_path_buf(),
             only: None,
         };
@@ -228,5 +233,15 @@ mod tests {
             b"mover content"
         );
         assert_eq!(run(restore("wrong")).await, 1);
+        let refused = execute(restore("wrong")).await;
+        assert!(!refused.ok);
+        assert!(
+            refused
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("wrong passphrase"),
+            "{refused:?}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, instrument};
 
@@ -165,17 +165,12 @@ impl Repository {
 
     /// The ids of every chunk in the repository, from one listing of `chunks/`.
     pub(crate) async fn stored_chunks(&self) -> Result<HashSet<String>> {
-        let folder = object_store::path::Path::from(names::CHUNKS);
-        self.store()
-            .list(Some(&folder))
-            .map_ok(|meta| meta.location.filename().unwrap_or_default().to_string())
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                action: "list",
-                object: names::CHUNKS.into(),
-                source,
-            })
+        Ok(self
+            .list(names::CHUNKS)
+            .await?
+            .into_iter()
+            .map(|meta| meta.location.filename().unwrap_or_default().to_string())
+            .collect())
     }
 
     async fn backup_volume(

@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{info, instrument};
@@ -106,16 +106,7 @@ impl Repository {
     /// The names (after `locks/`) of locks starting with `kind` that are not stale.
     async fn live_locks(&self, kind: &str) -> Result<Vec<String>> {
         let now = now_unix();
-        let locks: Vec<_> = self
-            .store()
-            .list(Some(&Path::from(LOCKS)))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                action: "list",
-                object: LOCKS.into(),
-                source,
-            })?;
+        let locks = self.list(LOCKS).await?;
         Ok(locks
             .into_iter()
             .filter(|meta| now - meta.last_modified.timestamp() < STALE_LOCK.as_secs() as i64)
@@ -126,16 +117,7 @@ impl Repository {
 
     /// The ids of every backup with a manifest.
     pub async fn backups(&self) -> Result<Vec<String>> {
-        let objects: Vec<_> = self
-            .store()
-            .list(Some(&Path::from(names::BACKUPS)))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                action: "list",
-                object: names::BACKUPS.into(),
-                source,
-            })?;
+        let objects = self.list(names::BACKUPS).await?;
         let mut ids: Vec<String> = objects
             .into_iter()
             .filter_map(|meta| {
@@ -210,16 +192,7 @@ impl Repository {
             }
         }
         report.referenced = referenced.len() as u64;
-        let stored: Vec<_> = self
-            .store()
-            .list(Some(&Path::from(names::CHUNKS)))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store {
-                action: "list",
-                object: names::CHUNKS.into(),
-                source,
-            })?;
+        let stored = self.list(names::CHUNKS).await?;
         let mut doomed = Vec::new();
         for meta in stored {
             let id = meta.location.filename().unwrap_or_default().to_string();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -215,6 +216,19 @@ impl Repository {
     pub(crate) async fn put_object(&self, kind: Kind, name: &str, body: &[u8]) -> Result<()> {
         let sealed = object::seal(&self.key, kind, name, body)?;
         self.put_raw(name, Bytes::from(sealed)).await
+    }
+
+    /// Every object under `folder`, from one listing.
+    pub(crate) async fn list(&self, folder: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        self.store
+            .list(Some(&Path::from(folder)))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Store {
+                action: "list",
+                object: folder.into(),
+                source,
+            })
     }
 
     /// Writes bytes already sealed.
