@@ -14,6 +14,7 @@ use super::registry::{Registry, crd_resources};
 use super::resources::ResourceInfo;
 use super::store::{Decision, Store};
 use super::validation::{check_name, check_type, settle_namespace};
+use super::volumes::VolumeFolders;
 
 /// Namespaces every cluster starts with.
 pub const DEFAULT_NAMESPACES: [&str; 4] =
@@ -163,18 +164,24 @@ pub struct Cluster {
     controllers: Controllers,
     next_service_ip: AtomicU32,
     next_node_port: AtomicU32,
+    volume_folders: VolumeFolders,
 }
 
 impl Cluster {
     /// A cluster over `store`: registers the CRDs the store holds and creates the default
     /// namespaces if they are missing.
-    pub fn new(store: Store, controllers: Controllers) -> Result<Arc<Self>, ApiError> {
+    pub fn new(
+        store: Store,
+        controllers: Controllers,
+        volume_folders: VolumeFolders,
+    ) -> Result<Arc<Self>, ApiError> {
         let cluster = Arc::new(Self {
             store,
             registry: Registry::new(),
             controllers,
             next_service_ip: AtomicU32::new(0),
             next_node_port: AtomicU32::new(0),
+            volume_folders,
         });
         let crds = cluster.store.list(
             "apiextensions.k8s.io/customresourcedefinitions",
@@ -205,6 +212,11 @@ impl Cluster {
     /// The store (for watches and the benchmark).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The host folders of this cluster's volumes and snapshots.
+    pub fn volume_folders(&self) -> &VolumeFolders {
+        &self.volume_folders
     }
 
     /// The served resources.

@@ -20,6 +20,7 @@ mod server;
 mod store;
 mod tls;
 mod validation;
+mod volumes;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use cluster::{Cluster, Controllers, DEFAULT_NAMESPACES};
 pub use errors::{ApiError, StartError};
 pub use resources::{ResourceInfo, SubresourceInfo, built_in};
 pub use store::Store;
+pub use volumes::{CSI_DRIVER, VolumeFolders};
 
 /// How to start a cluster.
 #[derive(Debug, Clone)]
@@ -111,9 +113,10 @@ impl Kubesim {
         } else {
             Store::in_memory()
         };
-        let cluster = Cluster::new(store, options.controllers).map_err(|error| {
-            StartError::Certificate(format!("restoring the cluster state: {error}"))
-        })?;
+        let cluster = Cluster::new(store, options.controllers, VolumeFolders::new(folder))
+            .map_err(|error| {
+                StartError::Certificate(format!("restoring the cluster state: {error}"))
+            })?;
         let listener =
             TcpListener::bind(options.listen)
                 .await
