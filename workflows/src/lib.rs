@@ -13,6 +13,7 @@
 pub use stowage_storage as storage;
 
 pub mod entity;
+pub mod labels;
 pub mod rule;
 pub mod schedule_policy;
 pub mod validate;

@@ -4,39 +4,16 @@
 //! This module owns a rule's spec and its validation; running it through pods/exec belongs to the
 //! backup workflow.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
+use crate::labels::SelectorSpec;
 use crate::validate::{Problems, check_name};
 
 /// The longest an action may run.
 pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
 
-/// Which pods a rule runs in: the Kubernetes label selector shape.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PodSelector {
-    /// Labels a pod must carry with these values.
-    #[serde(default)]
-    pub match_labels: BTreeMap<String, String>,
-    /// Further requirements.
-    #[serde(default)]
-    pub match_expressions: Vec<SelectorRequirement>,
-}
-
-/// One requirement of a selector: `key` `operator` `values`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SelectorRequirement {
-    /// The label key.
-    pub key: String,
-    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    pub operator: String,
-    /// Values for `In` and `NotIn`; none for the others.
-    #[serde(default)]
-    pub values: Vec<String>,
-}
+/// Which pods a rule runs in: a label selector in the Kubernetes structured form.
+pub type PodSelector = SelectorSpec;
 
 /// In how many of the matching pods the actions run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,91 +75,6 @@ pub struct RuleSpec {
     pub actions: Vec<Action>,
 }
 
-/// 1 to 63 alphanumerics, `-`, `_` and `.`, starting and ending with an alphanumeric: the name
-/// part of a label key, and a non-empty label value.
-fn is_label_word(word: &str) -> bool {
-    let bytes = word.as_bytes();
-    (1..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-}
-
-/// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63 characters of
-/// alphanumerics, `-`, `_` and `.`, starting and ending with an alphanumeric.
-fn check_label_key(problems: &mut Problems, field: &str, key: &str) {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((prefix, name)) => (Some(prefix), name),
-        None => (None, key),
-    };
-    let name_ok = is_label_word(name);
-    let prefix_ok = prefix.is_none_or(|prefix| {
-        !prefix.is_empty()
-            && prefix.len() <= 253
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
-    });
-    if !name_ok || !prefix_ok {
-        problems.add(field, format!("`{key}` is not a valid label key"));
-    }
-}
-
-/// A label value: empty, or at most 63 alphanumerics, `-`, `_` and `.`, starting and ending with
-/// an alphanumeric.
-fn check_label_value(problems: &mut Problems, field: &str, value: &str) {
-    let ok = value.is_empty() || is_label_word(value);
-    if !ok {
-        problems.add(field, format!("`{value}` is not a valid label value"));
-    }
-}
-
-impl PodSelector {
-    fn check(&self, problems: &mut Problems, field: &str) {
-        if self.match_labels.is_empty() && self.match_expressions.is_empty() {
-            problems.add(
-                field,
-                "must select something: an empty selector would run the rule in every pod",
-            );
-        }
-        for (key, value) in &self.match_labels {
-            check_label_key(problems, &format!("{field}.matchLabels"), key);
-            check_label_value(problems, &format!("{field}.matchLabels.{key}"), value);
-        }
-        for (index, requirement) in self.match_expressions.iter().enumerate() {
-            let at = format!("{field}.matchExpressions[{index}]");
-            check_label_key(problems, &format!("{at}.key"), &requirement.key);
-            match requirement.operator.as_str() {
-                "In" | "NotIn" => {
-                    if requirement.values.is_empty() {
-                        problems.add(
-                            format!("{at}.values"),
-                            format!("{} needs at least one value", requirement.operator),
-                        );
-                    }
-                    for (n, value) in requirement.values.iter().enumerate() {
-                        check_label_value(problems, &format!("{at}.values[{n}]"), value);
-                    }
-                }
-                "Exists" | "DoesNotExist" => {
-                    if !requirement.values.is_empty() {
-                        problems.add(
-                            format!("{at}.values"),
-                            format!("{} takes no values", requirement.operator),
-                        );
-                    }
-                }
-                other => problems.add(
-                    format!("{at}.operator"),
-                    format!("`{other}` is not an operator: use In, NotIn, Exists or DoesNotExist"),
-                ),
-            }
-        }
-    }
-}
-
 impl RuleSpec {
     /// Reads and checks a spec, naming every invalid field (paths under `spec`).
     pub fn parse(spec: &serde_json::Value) -> Result<Self, Vec<crate::validate::FieldError>> {
@@ -193,6 +85,12 @@ impl RuleSpec {
             }]
         })?;
         let mut problems = Problems::default();
+        if rule.pod_selector.is_empty() {
+            problems.add(
+                "spec.pod_selector",
+                "must select something: an empty selector would run the rule in every pod",
+            );
+        }
         rule.pod_selector.check(&mut problems, "spec.pod_selector");
         if let Some(container) = &rule.container {
             check_name(&mut problems, "spec.container", container);
