@@ -5,6 +5,7 @@
 
 mod audit;
 mod auth;
+mod backup;
 mod kubesim;
 mod locations;
 mod meta_routes;

@@ -12,6 +12,8 @@
 /// domain, as the layering `api → workflows → {engine, storage}` says.
 pub use stowage_storage as storage;
 
+pub mod backup;
+pub mod cluster;
 pub mod entity;
 pub mod labels;
 pub mod rule;

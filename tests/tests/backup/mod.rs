@@ -1,0 +1,3 @@
+//! The backup workflow's steps against kubesim clusters: what is collected for each selection.
+
+mod collect;
