@@ -16,6 +16,7 @@ pub mod backup;
 pub mod cluster;
 pub mod entity;
 pub mod labels;
+pub mod restore;
 pub mod rule;
 pub mod schedule_policy;
 pub mod validate;
