@@ -2,7 +2,9 @@
 //! cluster and write the repository.
 
 pub mod collect;
+pub mod hooks;
 pub mod spec;
+pub mod volumes;
 
 pub use collect::{ClaimRef, CollectError, CollectSummary, CollectedObject, ObjectSink, collect};
 pub use spec::{BackupSpec, ClusterResources, Selection, VolumeMode};
