@@ -8,6 +8,7 @@
 
 mod api;
 mod cluster;
+mod controllers;
 mod discovery;
 mod errors;
 mod kubeconfig;
@@ -142,6 +143,15 @@ impl Kubesim {
             server_address: addr.to_string(),
         });
         let (stop, stop_receiver) = watch::channel(false);
+        controllers::start(
+            &cluster,
+            options.controllers,
+            &ca.cert_pem,
+            stop_receiver.clone(),
+        )
+        .map_err(|error| {
+            StartError::Certificate(format!("installing the cluster's objects: {error}"))
+        })?;
         let task = tokio::spawn(server::run(
             listener,
             ca.server_config()?,

@@ -157,9 +157,15 @@ async fn kubectl_creates_gets_selects_waits_and_deletes_a_namespace() {
         ],
     )
     .await;
-    let mut names: Vec<&str> = frontend.lines().collect();
+    // The deployment's pods (once its controllers made them) carry its template's labels too.
+    let (pods, mut names): (Vec<&str>, Vec<&str>) =
+        frontend.lines().partition(|name| name.starts_with("pod/"));
     names.sort();
     assert_eq!(names, ["deployment.apps/shop-web", "service/shop-web"]);
+    assert!(
+        pods.iter().all(|pod| pod.starts_with("pod/shop-web-")),
+        "{frontend}"
+    );
     let set_based = ok(
         &cluster,
         &[
