@@ -378,6 +378,7 @@ impl Cluster {
                 self.allocate_service_addresses(object)
             }
             ("batch", "jobs") => admission::default_job(object),
+            ("apps", plural) => admission::default_workload(plural, object),
             ("", "persistentvolumeclaims") if self.controllers.volumes => {
                 admission::default_storage_class(&self.store, object)
             }

@@ -9,13 +9,17 @@ use tokio::io::AsyncWriteExt;
 
 use super::{TestCluster, fixture, shared_testdata, start_cluster};
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<&str>) -> Output {
+pub async fn kubectl_with_input(
+    cluster: &TestCluster,
+    args: &[&str],
+    input: Option<&str>,
+) -> Output {
     let home = cluster.folder.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut child = tokio::process::Command::new("kubectl")
@@ -46,12 +50,12 @@ async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<
     }
 }
 
-async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
+pub async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
     kubectl_with_input(cluster, args, None).await
 }
 
 /// Runs kubectl and fails the test with its output unless it succeeds; returns stdout.
-async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
+pub async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
     let output = kubectl(cluster, args).await;
     assert!(
         output.success,

@@ -135,6 +135,49 @@ pub fn default_job(job: &mut Value) {
     }
 }
 
+/// The defaults the API server gives Deployments, StatefulSets and DaemonSets (replicas,
+/// update strategies, history limits), which `kubectl rollout status` reads.
+pub fn default_workload(plural: &str, object: &mut Value) {
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let defaults = match plural {
+        "deployments" => vec![
+            ("replicas", json!(1)),
+            (
+                "strategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+            ),
+            ("revisionHistoryLimit", json!(10)),
+            ("progressDeadlineSeconds", json!(600)),
+        ],
+        "statefulsets" => vec![
+            ("replicas", json!(1)),
+            ("podManagementPolicy", json!("OrderedReady")),
+            (
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+            ),
+            ("revisionHistoryLimit", json!(10)),
+            (
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            ),
+        ],
+        "daemonsets" => vec![
+            (
+                "updateStrategy",
+                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}),
+            ),
+            ("revisionHistoryLimit", json!(10)),
+        ],
+        _ => return,
+    };
+    for (field, value) in defaults {
+        spec.entry(field).or_insert(value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
