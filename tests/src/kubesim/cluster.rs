@@ -379,6 +379,7 @@ impl Cluster {
             }
             ("batch", "jobs") => admission::default_job(object),
             ("apps", plural) => admission::default_workload(plural, object),
+            ("", "replicationcontrollers") => admission::default_replication_controller(object),
             ("", "persistentvolumeclaims") if self.controllers.volumes => {
                 admission::default_storage_class(&self.store, object)
             }

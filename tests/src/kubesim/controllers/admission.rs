@@ -135,6 +135,28 @@ pub fn default_job(job: &mut Value) {
     }
 }
 
+/// A ReplicationController without a selector selects its template's labels; without labels
+/// it takes them from the template too; replicas default to 1.
+pub fn default_replication_controller(controller: &mut Value) {
+    let template_labels = controller
+        .pointer("/spec/template/metadata/labels")
+        .cloned();
+    let Some(spec) = controller.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.entry("replicas").or_insert(json!(1));
+    let Some(labels) = template_labels else {
+        return;
+    };
+    spec.entry("selector").or_insert_with(|| labels.clone());
+    if controller
+        .pointer("/metadata/labels")
+        .is_none_or(|l| l.as_object().is_none_or(serde_json::Map::is_empty))
+    {
+        controller["metadata"]["labels"] = labels;
+    }
+}
+
 /// The defaults the API server gives Deployments, StatefulSets and DaemonSets (replicas,
 /// update strategies, history limits), which `kubectl rollout status` reads.
 pub fn default_workload(plural: &str, object: &mut Value) {

@@ -116,6 +116,9 @@ impl Context {
             each(&objects::REPLICA_SETS, &|ns, name| {
                 workloads::replica_set(&objects, ns, name)
             });
+            each(&objects::REPLICATION_CONTROLLERS, &|ns, name| {
+                workloads::replication_controller(&objects, ns, name)
+            });
             each(&objects::STATEFUL_SETS, &|ns, name| {
                 workloads::stateful_set(&objects, ns, name)
             });
@@ -169,6 +172,9 @@ impl Context {
                     workloads::deployment(&objects, namespace, owner);
                 }
             }
+            "/replicationcontrollers" if on.workloads && !deleted => {
+                workloads::replication_controller(&objects, namespace, name)
+            }
             "apps/statefulsets" if on.workloads && !deleted => {
                 workloads::stateful_set(&objects, namespace, name)
             }
@@ -179,6 +185,9 @@ impl Context {
             "/pods" => match controller_of(object) {
                 Some(("ReplicaSet", owner)) if on.workloads => {
                     workloads::replica_set(&objects, namespace, owner)
+                }
+                Some(("ReplicationController", owner)) if on.workloads => {
+                    workloads::replication_controller(&objects, namespace, owner)
                 }
                 Some(("StatefulSet", owner)) if on.workloads => {
                     workloads::stateful_set(&objects, namespace, owner)

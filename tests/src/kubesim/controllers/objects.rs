@@ -101,6 +101,12 @@ pub const REPLICA_SETS: Kind = Kind {
     version: "v1",
     plural: "replicasets",
 };
+/// ReplicationControllers.
+pub const REPLICATION_CONTROLLERS: Kind = Kind {
+    group: "",
+    version: "v1",
+    plural: "replicationcontrollers",
+};
 /// Deployments.
 pub const DEPLOYMENTS: Kind = Kind {
     group: "apps",

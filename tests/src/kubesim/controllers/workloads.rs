@@ -1,7 +1,8 @@
 //! The workload controllers: Deployment → ReplicaSets (`<deployment>-<pod-template-hash>`,
 //! revision annotations, rollout to a new ReplicaSet when the template changes, old ones scaled
 //! to zero) → Pods (`<replicaset>-<5 chars>`); StatefulSet → Pods `<sts>-<ordinal>` and a PVC
-//! per volumeClaimTemplate per ordinal; DaemonSet → one pod on the one node. Each writes the
+//! per volumeClaimTemplate per ordinal; DaemonSet → one pod on the one node;
+//! ReplicationController → Pods like a ReplicaSet. Each writes the
 //! status fields and conditions `kubectl rollout status` and `kubectl wait` read.
 
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::objects::{
-    CLAIMS, DAEMON_SETS, DEPLOYMENTS, Objects, PODS, REPLICA_SETS, STATEFUL_SETS, condition,
-    controller_reference, int, is_deleting, meta, pod_from_template, pod_is_ready, pod_phase,
-    template_hash, text,
+    CLAIMS, DAEMON_SETS, DEPLOYMENTS, Kind, Objects, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS,
+    STATEFUL_SETS, condition, controller_reference, int, is_deleting, meta, pod_from_template,
+    pod_is_ready, pod_phase, template_hash, text,
 };
 use super::report;
 
@@ -268,7 +269,16 @@ fn omit_zeros(status: &mut Value, fields: &[&str]) {
 
 /// Reconciles a ReplicaSet: as many live pods as replicas, and its status.
 pub fn replica_set(objects: &Objects<'_>, namespace: &str, name: &str) {
-    let Some(rs) = objects.get(&REPLICA_SETS, namespace, name) else {
+    replicas_of(objects, &REPLICA_SETS, namespace, name);
+}
+
+/// Reconciles a ReplicationController the way a ReplicaSet is reconciled.
+pub fn replication_controller(objects: &Objects<'_>, namespace: &str, name: &str) {
+    replicas_of(objects, &REPLICATION_CONTROLLERS, namespace, name);
+}
+
+fn replicas_of(objects: &Objects<'_>, kind: &Kind, namespace: &str, name: &str) {
+    let Some(rs) = objects.get(kind, namespace, name) else {
         return;
     };
     if is_deleting(&rs) {
@@ -316,7 +326,7 @@ pub fn replica_set(objects: &Objects<'_>, namespace: &str, name: &str) {
     report(
         "writing a ReplicaSet's status",
         name,
-        objects.set_status(&REPLICA_SETS, &rs, status),
+        objects.set_status(kind, &rs, status),
     );
 }
 
