@@ -36,6 +36,32 @@ async fn kube_rs_discovers_the_built_in_groups() {
         ("Deployment", "v1")
     );
     assert_eq!(capabilities.scope, Scope::Namespaced);
+    let subresources: Vec<&str> = capabilities
+        .subresources
+        .iter()
+        .map(|(sub, _)| sub.plural.as_str())
+        .collect();
+    assert!(
+        subresources.contains(&"status") && subresources.contains(&"scale"),
+        "deployments report their subresources: {subresources:?}"
+    );
+    let aggregated = Discovery::new(client(&cluster).await)
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (_, aggregated_capabilities) = aggregated
+        .get("apps")
+        .expect("apps group through aggregated discovery")
+        .recommended_resources()
+        .into_iter()
+        .find(|(resource, _)| resource.plural == "deployments")
+        .expect("deployments through aggregated discovery");
+    let aggregated_subresources: Vec<&str> = aggregated_capabilities
+        .subresources
+        .iter()
+        .map(|(sub, _)| sub.plural.as_str())
+        .collect();
+    assert_eq!(aggregated_subresources, subresources);
     let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
     for group in [
         "",
