@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
-use stowage_tests::kubesim::CSI_DRIVER;
+use stowage_tests::kubesim::{CSI_DRIVER, Kubesim, KubesimOptions};
 
 use super::controllers::{apply, json_of, try_json};
 use super::kubectl::ok;
@@ -366,4 +366,34 @@ async fn a_snapshot_keeps_the_old_content_for_restores_and_clones() {
         (!copy.exists()).then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_cluster_keeps_its_volumes_and_provisions_after_a_restart() {
+    let folder = tempfile::tempdir().unwrap();
+    let mut options = KubesimOptions::new("vol-durable", folder.path().join("cluster"));
+    options.persistent = true;
+    let first = TestCluster {
+        sim: Kubesim::start(options.clone()).await.unwrap(),
+        folder,
+    };
+    apply(&first, &claim("data", "")).await;
+    let data = bound(&first, "data").await;
+    fs::write(folder_of(&first, &data).join("kept"), "across restarts").unwrap();
+    let TestCluster { sim, folder } = first;
+    sim.stop().await;
+
+    let second = TestCluster {
+        sim: Kubesim::start(options).await.unwrap(),
+        folder,
+    };
+    let data = bound(&second, "data").await;
+    assert_eq!(
+        fs::read_to_string(folder_of(&second, &data).join("kept")).unwrap(),
+        "across restarts"
+    );
+    let standard = ok(&second, &["get", "storageclass", "-o", "name"]).await;
+    assert_eq!(standard.trim(), "storageclass.storage.k8s.io/standard");
+    apply(&second, &claim("later", "")).await;
+    bound(&second, "later").await;
 }

@@ -18,6 +18,7 @@ mod workloads;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
 
 use super::cluster::{Cluster, Controllers};
 use super::errors::ApiError;
@@ -38,7 +39,7 @@ pub fn start(
     controllers: Controllers,
     ca_pem: &str,
     stop: watch::Receiver<bool>,
-) -> Result<(), ApiError> {
+) -> Result<JoinHandle<()>, ApiError> {
     let objects = Objects { cluster };
     if controllers.volumes {
         volumes::install(&objects)?;
@@ -51,8 +52,7 @@ pub fn start(
         controllers,
         ca_pem: ca_pem.to_string(),
     };
-    tokio::spawn(run(context, stop));
-    Ok(())
+    Ok(tokio::spawn(run(context, stop)))
 }
 
 async fn run(context: Context, mut stop: watch::Receiver<bool>) {
@@ -239,7 +239,12 @@ impl Context {
 
 /// Logs a controller's failed write; the next change or resync retries it.
 fn report(what: &str, name: &str, result: Result<impl Sized, ApiError>) {
-    if let Err(error) = result {
-        tracing::warn!(%error, name, "kubesim controller: {what} failed");
+    match result {
+        // Creating in a namespace that is going away: the namespace takes the owner along.
+        Err(error) if error.code == 403 => {
+            tracing::debug!(%error, name, "kubesim controller: {what} refused");
+        }
+        Err(error) => tracing::warn!(%error, name, "kubesim controller: {what} failed"),
+        Ok(_) => {}
     }
 }
