@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
+use super::controllers::admission;
 use super::errors::ApiError;
 use super::patch::{self, PatchKind};
 use super::registry::{Registry, crd_resources};
@@ -31,6 +32,17 @@ pub struct Controllers {
     pub service_ips: bool,
     /// Pods are scheduled on the one node and become Running and Ready at once.
     pub pods_running: bool,
+    /// Every namespace gets its `default` ServiceAccount and `kube-root-ca.crt` ConfigMap; pods
+    /// get `spec.serviceAccountName` defaulted.
+    pub service_accounts: bool,
+    /// Deployments, ReplicaSets, StatefulSets and DaemonSets run their pods.
+    pub workloads: bool,
+    /// Jobs run their pods and complete or fail from the pods' phases.
+    pub jobs: bool,
+    /// The default StorageClass; PVCs get PersistentVolumes backed by folders.
+    pub volumes: bool,
+    /// The snapshot.storage.k8s.io CRDs, a VolumeSnapshotClass, and snapshots as folder copies.
+    pub csi_snapshots: bool,
 }
 
 impl Default for Controllers {
@@ -40,6 +52,11 @@ impl Default for Controllers {
             garbage_collector: true,
             service_ips: true,
             pods_running: true,
+            service_accounts: true,
+            workloads: true,
+            jobs: true,
+            volumes: true,
+            csi_snapshots: true,
         }
     }
 }
@@ -52,6 +69,11 @@ impl Controllers {
             garbage_collector: false,
             service_ips: false,
             pods_running: false,
+            service_accounts: false,
+            workloads: false,
+            jobs: false,
+            volumes: false,
+            csi_snapshots: false,
         }
     }
 }
@@ -344,6 +366,9 @@ impl Cluster {
 
     /// Server-side defaults and the simulated controllers that act at creation.
     fn apply_defaults(&self, resource: &ResourceInfo, object: &mut Value) {
+        if self.controllers.service_accounts && is(resource, "", "pods") {
+            admission::default_service_account(object);
+        }
         match (resource.group.as_str(), resource.plural.as_str()) {
             ("", "namespaces") => {
                 object["spec"] = json!({"finalizers": ["kubernetes"]});
@@ -351,6 +376,12 @@ impl Cluster {
             }
             ("", "services") if self.controllers.service_ips => {
                 self.allocate_service_addresses(object)
+            }
+            ("batch", "jobs") => admission::default_job(object),
+            ("apps", plural) => admission::default_workload(plural, object),
+            ("", "replicationcontrollers") => admission::default_replication_controller(object),
+            ("", "persistentvolumeclaims") if self.controllers.volumes => {
+                admission::default_storage_class(&self.store, object)
             }
             ("", "pods") if self.controllers.pods_running => {
                 let started = now();

@@ -251,6 +251,9 @@ pub enum StartError {
     /// Generating or loading the CA or the serving certificate failed.
     #[error("kubesim certificates: {0}")]
     Certificate(String),
+    /// Creating the objects every cluster starts with failed.
+    #[error("kubesim could not install the cluster's built-in objects: {0}")]
+    Install(ApiError),
     /// Binding the listening socket failed.
     #[error("kubesim could not listen on {addr}: {source}")]
     Listen {

@@ -8,6 +8,7 @@
 
 mod api;
 mod cluster;
+mod controllers;
 mod discovery;
 mod errors;
 mod kubeconfig;
@@ -74,6 +75,7 @@ pub struct Kubesim {
     cluster: Arc<Cluster>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    controllers_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
@@ -142,6 +144,13 @@ impl Kubesim {
             server_address: addr.to_string(),
         });
         let (stop, stop_receiver) = watch::channel(false);
+        let controllers_task = controllers::start(
+            &cluster,
+            options.controllers,
+            &ca.cert_pem,
+            stop_receiver.clone(),
+        )
+        .map_err(StartError::Install)?;
         let task = tokio::spawn(server::run(
             listener,
             ca.server_config()?,
@@ -157,6 +166,7 @@ impl Kubesim {
             cluster,
             stop,
             task: Some(task),
+            controllers_task: Some(controllers_task),
         })
     }
 
@@ -190,10 +200,13 @@ impl Kubesim {
         &self.cluster
     }
 
-    /// Stops serving and waits until every connection is closed.
+    /// Stops serving and waits until every connection is closed and the controllers stopped.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.controllers_task.take() {
             let _ = task.await;
         }
     }

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{TestCluster, start_cluster};
 
-async fn client(cluster: &TestCluster) -> Client {
+pub async fn client(cluster: &TestCluster) -> Client {
     let kubeconfig = Kubeconfig::read_from(cluster.sim.kubeconfig_path()).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -36,6 +36,32 @@ async fn kube_rs_discovers_the_built_in_groups() {
         ("Deployment", "v1")
     );
     assert_eq!(capabilities.scope, Scope::Namespaced);
+    let subresources: Vec<&str> = capabilities
+        .subresources
+        .iter()
+        .map(|(sub, _)| sub.plural.as_str())
+        .collect();
+    assert!(
+        subresources.contains(&"status") && subresources.contains(&"scale"),
+        "deployments report their subresources: {subresources:?}"
+    );
+    let aggregated = Discovery::new(client(&cluster).await)
+        .run_aggregated()
+        .await
+        .unwrap();
+    let (_, aggregated_capabilities) = aggregated
+        .get("apps")
+        .expect("apps group through aggregated discovery")
+        .recommended_resources()
+        .into_iter()
+        .find(|(resource, _)| resource.plural == "deployments")
+        .expect("deployments through aggregated discovery");
+    let aggregated_subresources: Vec<&str> = aggregated_capabilities
+        .subresources
+        .iter()
+        .map(|(sub, _)| sub.plural.as_str())
+        .collect();
+    assert_eq!(aggregated_subresources, subresources);
     let groups: Vec<String> = discovery.groups().map(|g| g.name().to_string()).collect();
     for group in [
         "",
@@ -89,7 +115,8 @@ async fn kube_rs_lists_with_selectors_and_pages() {
     assert_eq!(by_field.items.len(), 1);
 
     let mut seen = Vec::new();
-    let mut params = ListParams::default().limit(10);
+    // `index` leaves out the namespace's kube-root-ca.crt, which the root-CA publisher adds.
+    let mut params = ListParams::default().labels("index").limit(10);
     let mut pages = 0;
     loop {
         let page = dynamic.list(&params).await.unwrap();

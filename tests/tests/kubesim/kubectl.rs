@@ -7,15 +7,19 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::{TestCluster, fixture, shared_testdata, start_cluster};
+use super::{TestCluster, eventually, fixture, shared_testdata, start_cluster};
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
 }
 
-async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<&str>) -> Output {
+pub async fn kubectl_with_input(
+    cluster: &TestCluster,
+    args: &[&str],
+    input: Option<&str>,
+) -> Output {
     let home = cluster.folder.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut child = tokio::process::Command::new("kubectl")
@@ -46,12 +50,12 @@ async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<
     }
 }
 
-async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
+pub async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
     kubectl_with_input(cluster, args, None).await
 }
 
 /// Runs kubectl and fails the test with its output unless it succeeds; returns stdout.
-async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
+pub async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
     let output = kubectl(cluster, args).await;
     assert!(
         output.success,
@@ -157,9 +161,15 @@ async fn kubectl_creates_gets_selects_waits_and_deletes_a_namespace() {
         ],
     )
     .await;
-    let mut names: Vec<&str> = frontend.lines().collect();
+    // The deployment's pods (once its controllers made them) carry its template's labels too.
+    let (pods, mut names): (Vec<&str>, Vec<&str>) =
+        frontend.lines().partition(|name| name.starts_with("pod/"));
     names.sort();
     assert_eq!(names, ["deployment.apps/shop-web", "service/shop-web"]);
+    assert!(
+        pods.iter().all(|pod| pod.starts_with("pod/shop-web-")),
+        "{frontend}"
+    );
     let set_based = ok(
         &cluster,
         &[
@@ -563,4 +573,187 @@ async fn kubectl_applies_every_shared_app() {
         snapshots.contains("volumesnapshot.snapshot.storage.k8s.io/"),
         "{snapshots}"
     );
+    every_shared_workload_runs(&cluster).await;
+}
+
+fn json_list(text: &str) -> Vec<Value> {
+    let list: Value = serde_json::from_str(text).unwrap();
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn owned_by<'a>(objects: &'a [Value], owner: &Value) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .filter(|o| {
+            o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner["metadata"]["uid"]))
+        })
+        .collect()
+}
+
+/// After the shared apps are applied: every Deployment is Available with its ReplicaSet and
+/// pods, every StatefulSet has its pods and claims, and the claims of kubesim's provisioner are
+/// bound to volumes with folders on disk (others wait, as for a driver not installed).
+async fn every_shared_workload_runs(cluster: &TestCluster) {
+    let waited = ok(
+        cluster,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "deployments",
+            "--all",
+            "-A",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+    assert!(
+        waited.contains("deployment.apps/frontend condition met"),
+        "{waited}"
+    );
+    let deployments = json_list(&ok(cluster, &["get", "deployments", "-A", "-o", "json"]).await);
+    let sets = json_list(&ok(cluster, &["get", "replicasets", "-A", "-o", "json"]).await);
+    let pods = json_list(&ok(cluster, &["get", "pods", "-A", "-o", "json"]).await);
+    assert!(deployments.len() >= 8, "{} deployments", deployments.len());
+    for deployment in &deployments {
+        let name = deployment["metadata"]["name"].as_str().unwrap();
+        // velero-nginx-example applies nginx-deployment twice: two revisions, the old at zero.
+        let mut owned = owned_by(&sets, deployment);
+        assert!(!owned.is_empty(), "a ReplicaSet for {name}");
+        owned.sort_by_key(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .and_then(|r| r.parse::<u32>().ok())
+                .unwrap_or_default()
+        });
+        let current = owned.pop().unwrap();
+        assert!(
+            owned.iter().all(|old| old["spec"]["replicas"] == 0),
+            "{name}"
+        );
+        let replicas = deployment["spec"]["replicas"].as_i64().unwrap();
+        assert_eq!(
+            owned_by(&pods, current).len() as i64,
+            replicas,
+            "pods of {name}"
+        );
+        assert_eq!(
+            deployment["status"]["availableReplicas"], replicas,
+            "{name}"
+        );
+    }
+    let claims_of_ours = |claim: &Value| claim["spec"]["storageClassName"] == "standard";
+    let statefulsets = json_list(&ok(cluster, &["get", "statefulsets", "-A", "-o", "json"]).await);
+    assert!(
+        statefulsets.len() >= 2,
+        "{} statefulsets",
+        statefulsets.len()
+    );
+    for statefulset in &statefulsets {
+        let name = statefulset["metadata"]["name"].as_str().unwrap();
+        let namespace = statefulset["metadata"]["namespace"].as_str().unwrap();
+        let replicas = statefulset["spec"]["replicas"].as_i64().unwrap();
+        let rolled = ok(
+            cluster,
+            &[
+                "rollout",
+                "status",
+                &format!("statefulset/{name}"),
+                "-n",
+                namespace,
+                "--timeout=20s",
+            ],
+        )
+        .await;
+        assert!(rolled.contains("roll out complete"), "{rolled}");
+        for ordinal in 0..replicas {
+            let pod = format!("{name}-{ordinal}");
+            ok(cluster, &["get", "pod", &pod, "-n", namespace]).await;
+            for template in statefulset["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .unwrap()
+            {
+                let claim_name = format!(
+                    "{}-{name}-{ordinal}",
+                    template["metadata"]["name"].as_str().unwrap()
+                );
+                let claim: Value = serde_json::from_str(
+                    &ok(
+                        cluster,
+                        &["get", "pvc", &claim_name, "-n", namespace, "-o", "json"],
+                    )
+                    .await,
+                )
+                .unwrap();
+                let phase = if claims_of_ours(&claim) {
+                    "Bound"
+                } else {
+                    "Pending"
+                };
+                let waited = ok(
+                    cluster,
+                    &[
+                        "wait",
+                        &format!("--for=jsonpath={{.status.phase}}={phase}"),
+                        &format!("pvc/{claim_name}"),
+                        "-n",
+                        namespace,
+                        "--timeout=20s",
+                    ],
+                )
+                .await;
+                assert!(waited.contains("condition met"), "{waited}");
+                if phase == "Pending" {
+                    continue;
+                }
+                let claim: Value = serde_json::from_str(
+                    &ok(
+                        cluster,
+                        &["get", "pvc", &claim_name, "-n", namespace, "-o", "json"],
+                    )
+                    .await,
+                )
+                .unwrap();
+                let volume = claim["spec"]["volumeName"].as_str().unwrap();
+                assert!(
+                    cluster
+                        .sim
+                        .cluster()
+                        .volume_folders()
+                        .volume(volume)
+                        .is_dir(),
+                    "the folder of {volume} ({claim_name})"
+                );
+            }
+        }
+    }
+    let cassandra = ok(cluster, &["get", "pvc", "-A", "-o", "name"]).await;
+    assert!(
+        cassandra.contains("persistentvolumeclaim/cassandra-data-cassandra-0")
+            && cassandra.contains("persistentvolumeclaim/data-minio-0"),
+        "{cassandra}"
+    );
+    let controllers = json_list(
+        &ok(
+            cluster,
+            &["get", "replicationcontrollers", "-A", "-o", "json"],
+        )
+        .await,
+    );
+    assert!(
+        !controllers.is_empty(),
+        "spark-legacy-rc has ReplicationControllers"
+    );
+    let controllers = &controllers;
+    eventually("every ReplicationController's pods", move || async move {
+        let pods = json_list(&ok(cluster, &["get", "pods", "-A", "-o", "json"]).await);
+        controllers
+            .iter()
+            .all(|rc| {
+                owned_by(&pods, rc).len() as i64 == rc["spec"]["replicas"].as_i64().unwrap_or(1)
+            })
+            .then_some(())
+    })
+    .await;
 }

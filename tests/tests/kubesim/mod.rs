@@ -1,14 +1,18 @@
 //! kubesim judged by real clients: its discovery against a real kube-apiserver's documents,
 //! `kubectl` 1.32 driven as a user would, kube-rs, and the API's error answers over HTTPS.
 
+mod controllers;
 mod discovery;
 mod http_api;
 mod kube_rs;
 mod kubectl;
+mod volumes;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use stowage_tests::kubesim::{Kubesim, KubesimOptions};
+use stowage_tests::kubesim::{Controllers, Kubesim, KubesimOptions};
 
 /// A cluster in a temporary folder, in memory, every controller on.
 pub struct TestCluster {
@@ -17,11 +21,35 @@ pub struct TestCluster {
 }
 
 pub async fn start_cluster(name: &str) -> TestCluster {
+    start_cluster_with(name, Controllers::default()).await
+}
+
+/// A cluster in a temporary folder, in memory, with the given controllers.
+pub async fn start_cluster_with(name: &str, controllers: Controllers) -> TestCluster {
     let folder = tempfile::tempdir().unwrap();
-    let sim = Kubesim::start(KubesimOptions::new(name, folder.path().join("cluster")))
-        .await
-        .expect("kubesim starts");
+    let mut options = KubesimOptions::new(name, folder.path().join("cluster"));
+    options.controllers = controllers;
+    let sim = Kubesim::start(options).await.expect("kubesim starts");
     TestCluster { sim, folder }
+}
+
+/// Polls `check` every 50 ms until it gives a value; fails the test after 20 seconds.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The project's own fixtures.
