@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use stowage_tests::kubesim::{Controllers, Kubesim, KubesimOptions};
+use stowage_tests::kubesim::{Controllers, Kubesim, KubesimOptions, LocalImage};
 use tracing_subscriber::EnvFilter;
 
 /// A Kubernetes API server for tests: HTTPS on loopback, a generated CA, a bearer token.
@@ -28,6 +28,10 @@ struct Cli {
     /// Run no simulated controller: an API server and nothing more.
     #[arg(long)]
     no_controllers: bool,
+    /// Pods whose container image starts with PREFIX run their command as a local process,
+    /// BINARY replacing argv[0] (repeatable), e.g. `stowage/mover=target/debug/stowage`.
+    #[arg(long = "local-image", value_name = "PREFIX=BINARY")]
+    local_images: Vec<LocalImage>,
 }
 
 #[tokio::main]
@@ -42,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let mut options = KubesimOptions::new(cli.name, cli.folder);
     options.listen = cli.listen;
     options.persistent = !cli.in_memory;
+    options.local_images = cli.local_images;
     if cli.no_controllers {
         options.controllers = Controllers::none();
     }

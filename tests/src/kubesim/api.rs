@@ -33,6 +33,8 @@ pub enum Reply {
     Text(u16, &'static str),
     /// A watch: JSON lines until the client leaves or the timeout passes.
     Watch(WatchStream),
+    /// Any other streamed body with its content type (a followed container log).
+    Stream(&'static str, WatchStream),
 }
 
 impl std::fmt::Debug for Reply {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for Reply {
             Reply::Json(code, _, body) => write!(f, "Json({code}, {} bytes)", body.len()),
             Reply::Text(code, text) => write!(f, "Text({code}, {text})"),
             Reply::Watch(_) => f.write_str("Watch"),
+            Reply::Stream(content_type, _) => write!(f, "Stream({content_type})"),
         }
     }
 }
@@ -74,8 +77,9 @@ pub struct ApiRequest {
     pub body: Bytes,
 }
 
-/// Query parameters, decoded as `application/x-www-form-urlencoded`.
-fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+/// Query parameters in order, repeated ones included (`command` of exec), decoded as
+/// `application/x-www-form-urlencoded`.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
             .decode_utf8_lossy()
@@ -90,6 +94,11 @@ fn parse_query(query: Option<&str>) -> HashMap<String, String> {
             None => (decode(pair), String::new()),
         })
         .collect()
+}
+
+/// Query parameters by name (the last of repeated ones wins).
+fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    query_pairs(query).into_iter().collect()
 }
 
 /// Answers one request.
@@ -298,6 +307,7 @@ fn resource_request(
             match sub {
                 Some("scale") => Ok(json_reply(200, &scale_of(&object))),
                 Some("status") | None => Ok(object_reply(200, &object)),
+                Some("log") if is_pods(resource) => super::logs::serve(cluster, &object, &query),
                 Some(other) => Err(ApiError::method_not_allowed(
                     &format!("get {other}"),
                     &resource.group,
@@ -395,6 +405,10 @@ fn resource_request(
             &resource.plural,
         )),
     }
+}
+
+fn is_pods(resource: &ResourceInfo) -> bool {
+    resource.group.is_empty() && resource.plural == "pods"
 }
 
 /// The object as the requested version shows it (kubesim stores one copy for all versions).

@@ -10,9 +10,15 @@ mod api;
 mod cluster;
 mod discovery;
 mod errors;
+mod exec;
 mod kubeconfig;
+mod local_pods;
+mod logs;
+pub mod mounts;
 mod openapi;
 mod patch;
+mod pod_status;
+mod processes;
 mod registry;
 mod resources;
 mod selector;
@@ -31,6 +37,8 @@ use tokio::sync::watch;
 
 pub use cluster::{Cluster, Controllers, DEFAULT_NAMESPACES};
 pub use errors::{ApiError, StartError};
+pub use logs::LogBuffer;
+pub use processes::{LocalImage, PodRuntime};
 pub use resources::{ResourceInfo, SubresourceInfo, built_in};
 pub use store::Store;
 pub use volumes::{CSI_DRIVER, VolumeFolders};
@@ -48,6 +56,8 @@ pub struct KubesimOptions {
     pub listen: SocketAddr,
     /// The simulated controllers to run.
     pub controllers: Controllers,
+    /// Container images whose pods run as local processes (see `docs/kubesim.md`).
+    pub local_images: Vec<LocalImage>,
 }
 
 impl KubesimOptions {
@@ -60,6 +70,7 @@ impl KubesimOptions {
             persistent: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             controllers: Controllers::default(),
+            local_images: Vec::new(),
         }
     }
 }
@@ -74,6 +85,7 @@ pub struct Kubesim {
     cluster: Arc<Cluster>,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
+    local_pods: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
@@ -117,6 +129,7 @@ impl Kubesim {
             .map_err(|error| {
                 StartError::Certificate(format!("restoring the cluster state: {error}"))
             })?;
+        cluster.pod_runtime().set_local_images(options.local_images);
         let listener =
             TcpListener::bind(options.listen)
                 .await
@@ -148,6 +161,7 @@ impl Kubesim {
             shared,
             stop_receiver,
         ));
+        let local_pods = local_pods::start(Arc::clone(&cluster));
         tracing::info!(name = %options.name, %addr, "kubesim serving");
         Ok(Self {
             addr,
@@ -157,6 +171,7 @@ impl Kubesim {
             cluster,
             stop,
             task: Some(task),
+            local_pods: Some(local_pods),
         })
     }
 
@@ -190,10 +205,14 @@ impl Kubesim {
         &self.cluster
     }
 
-    /// Stops serving and waits until every connection is closed.
+    /// Stops serving, kills every local process and waits until every connection is closed.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
+        self.cluster.pod_runtime().stop_all();
         if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.local_pods.take() {
             let _ = task.await;
         }
     }
@@ -202,5 +221,6 @@ impl Kubesim {
 impl Drop for Kubesim {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.cluster.pod_runtime().stop_all();
     }
 }

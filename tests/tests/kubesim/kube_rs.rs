@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::{TestCluster, start_cluster};
 
-async fn client(cluster: &TestCluster) -> Client {
+pub(super) async fn client(cluster: &TestCluster) -> Client {
     let kubeconfig = Kubeconfig::read_from(cluster.sim.kubeconfig_path()).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

@@ -9,13 +9,18 @@ use tokio::io::AsyncWriteExt;
 
 use super::{TestCluster, fixture, shared_testdata, start_cluster};
 
-struct Output {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct Output {
+    pub(super) success: bool,
+    pub(super) code: Option<i32>,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
-async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<&str>) -> Output {
+pub(super) async fn kubectl_with_input(
+    cluster: &TestCluster,
+    args: &[&str],
+    input: Option<&str>,
+) -> Output {
     let home = cluster.folder.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut child = tokio::process::Command::new("kubectl")
@@ -41,17 +46,18 @@ async fn kubectl_with_input(cluster: &TestCluster, args: &[&str], input: Option<
     let output = child.wait_with_output().await.unwrap();
     Output {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 
-async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
+pub(super) async fn kubectl(cluster: &TestCluster, args: &[&str]) -> Output {
     kubectl_with_input(cluster, args, None).await
 }
 
 /// Runs kubectl and fails the test with its output unless it succeeds; returns stdout.
-async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
+pub(super) async fn ok(cluster: &TestCluster, args: &[&str]) -> String {
     let output = kubectl(cluster, args).await;
     assert!(
         output.success,

@@ -5,6 +5,7 @@ mod discovery;
 mod http_api;
 mod kube_rs;
 mod kubectl;
+mod pods;
 
 use std::path::{Path, PathBuf};
 
@@ -17,10 +18,18 @@ pub struct TestCluster {
 }
 
 pub async fn start_cluster(name: &str) -> TestCluster {
+    start_cluster_with(name, |_| {}).await
+}
+
+/// A cluster like [`start_cluster`]'s with options changed by `configure`.
+pub async fn start_cluster_with(
+    name: &str,
+    configure: impl FnOnce(&mut KubesimOptions),
+) -> TestCluster {
     let folder = tempfile::tempdir().unwrap();
-    let sim = Kubesim::start(KubesimOptions::new(name, folder.path().join("cluster")))
-        .await
-        .expect("kubesim starts");
+    let mut options = KubesimOptions::new(name, folder.path().join("cluster"));
+    configure(&mut options);
+    let sim = Kubesim::start(options).await.expect("kubesim starts");
     TestCluster { sim, folder }
 }
 
