@@ -1,5 +1,5 @@
 //! The `kubesim` command: runs one simulated Kubernetes cluster until Ctrl-C and prints where
-//! its kubeconfig is. Run with `cargo run --bin kubesim -- --folder ./kubesim-data`.
+//! its kubeconfig is (SIGTERM stops it too). Run with `cargo run --bin kubesim -- --folder ./kubesim-data`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,9 +53,14 @@ async fn main() -> anyhow::Result<()> {
     let cluster = Kubesim::start(options).await.context("starting kubesim")?;
     println!("kubesim serving on {}", cluster.url());
     println!("kubeconfig: {}", cluster.kubeconfig_path().display());
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    // Stopping on SIGTERM as on Ctrl-C lets kubesim kill the processes of local pods, which
+    // run in their own process groups and would otherwise outlive it.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
     cluster.stop().await;
     Ok(())
 }
