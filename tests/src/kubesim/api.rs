@@ -20,7 +20,7 @@ use super::openapi;
 use super::patch::PatchKind;
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{Change, ObjectKey, key_of};
+use super::store::{Change, ChangeType, ObjectKey, key_of};
 
 /// A stream of watch event lines.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -605,6 +605,32 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// The event a watch whose selector is `filter` sends for `change`, as the real watch cache
+/// does: an object that starts matching is ADDED, one that stops matching is DELETED (as it
+/// was, with the new resourceVersion), one that never matched is not sent.
+fn selected_event(
+    change: &Change,
+    filter: &impl Fn(&Value) -> bool,
+) -> Option<(&'static str, Arc<Value>)> {
+    let now = filter(&change.object);
+    let before = change.previous.as_deref().is_some_and(filter);
+    match change.change {
+        ChangeType::Added | ChangeType::Deleted => {
+            now.then(|| (change.change.as_str(), Arc::clone(&change.object)))
+        }
+        ChangeType::Modified => match (before, now) {
+            (true, true) => Some(("MODIFIED", Arc::clone(&change.object))),
+            (false, true) => Some(("ADDED", Arc::clone(&change.object))),
+            (true, false) => {
+                let mut gone = change.previous.as_deref().cloned().unwrap_or(Value::Null);
+                gone["metadata"]["resourceVersion"] = json!(change.resource_version.to_string());
+                Some(("DELETED", Arc::new(gone)))
+            }
+            (false, false) => None,
+        },
+    }
+}
+
 fn watch(
     cluster: &Cluster,
     resource: &ResourceInfo,
@@ -649,8 +675,9 @@ fn watch(
             Ok((past, receiver)) => {
                 let lines = past
                     .iter()
-                    .filter(|c| c.resource == key && filter(&c.object))
-                    .map(|c| event_line(c.change.as_str(), &present(&c.object, &api_version)))
+                    .filter(|c| c.resource == key)
+                    .filter_map(|c| selected_event(c, &filter))
+                    .map(|(kind, object)| event_line(kind, &present(&object, &api_version)))
                     .collect();
                 let last = past.last().map_or(since, |c| c.resource_version);
                 (lines, receiver, last)
@@ -684,13 +711,10 @@ fn watch(
                     continue;
                 }
                 last_sent = change.resource_version;
-                if !filter(&change.object) {
+                let Some((kind, object)) = selected_event(&change, &filter) else {
                     continue;
-                }
-                let line = event_line(
-                    change.change.as_str(),
-                    &present(&change.object, &api_version),
-                );
+                };
+                let line = event_line(kind, &present(&object, &api_version));
                 return Some((line, Some(receiver)));
             }
         }
