@@ -20,7 +20,7 @@ use super::openapi;
 use super::patch::PatchKind;
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{Change, ObjectKey, key_of};
+use super::store::{Change, ChangeType, ObjectKey, key_of};
 
 /// A stream of watch event lines.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -33,6 +33,8 @@ pub enum Reply {
     Text(u16, &'static str),
     /// A watch: JSON lines until the client leaves or the timeout passes.
     Watch(WatchStream),
+    /// Any other streamed body with its content type (a followed container log).
+    Stream(&'static str, WatchStream),
 }
 
 impl std::fmt::Debug for Reply {
@@ -41,6 +43,7 @@ impl std::fmt::Debug for Reply {
             Reply::Json(code, _, body) => write!(f, "Json({code}, {} bytes)", body.len()),
             Reply::Text(code, text) => write!(f, "Text({code}, {text})"),
             Reply::Watch(_) => f.write_str("Watch"),
+            Reply::Stream(content_type, _) => write!(f, "Stream({content_type})"),
         }
     }
 }
@@ -74,8 +77,9 @@ pub struct ApiRequest {
     pub body: Bytes,
 }
 
-/// Query parameters, decoded as `application/x-www-form-urlencoded`.
-fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+/// Query parameters in order, repeated ones included (`command` of exec), decoded as
+/// `application/x-www-form-urlencoded`.
+pub(crate) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
             .decode_utf8_lossy()
@@ -90,6 +94,11 @@ fn parse_query(query: Option<&str>) -> HashMap<String, String> {
             None => (decode(pair), String::new()),
         })
         .collect()
+}
+
+/// Query parameters by name (the last of repeated ones wins).
+fn parse_query(query: Option<&str>) -> HashMap<String, String> {
+    query_pairs(query).into_iter().collect()
 }
 
 /// Answers one request.
@@ -298,6 +307,7 @@ fn resource_request(
             match sub {
                 Some("scale") => Ok(json_reply(200, &scale_of(&object))),
                 Some("status") | None => Ok(object_reply(200, &object)),
+                Some("log") if is_pods(resource) => super::logs::serve(cluster, &object, &query),
                 Some(other) => Err(ApiError::method_not_allowed(
                     &format!("get {other}"),
                     &resource.group,
@@ -395,6 +405,10 @@ fn resource_request(
             &resource.plural,
         )),
     }
+}
+
+fn is_pods(resource: &ResourceInfo) -> bool {
+    resource.group.is_empty() && resource.plural == "pods"
 }
 
 /// The object as the requested version shows it (kubesim stores one copy for all versions).
@@ -591,6 +605,32 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
+/// The event a watch whose selector is `filter` sends for `change`, as the real watch cache
+/// does: an object that starts matching is ADDED, one that stops matching is DELETED (as it
+/// was, with the new resourceVersion), one that never matched is not sent.
+fn selected_event(
+    change: &Change,
+    filter: &impl Fn(&Value) -> bool,
+) -> Option<(&'static str, Arc<Value>)> {
+    let now = filter(&change.object);
+    let before = change.previous.as_deref().is_some_and(filter);
+    match change.change {
+        ChangeType::Added | ChangeType::Deleted => {
+            now.then(|| (change.change.as_str(), Arc::clone(&change.object)))
+        }
+        ChangeType::Modified => match (before, now) {
+            (true, true) => Some(("MODIFIED", Arc::clone(&change.object))),
+            (false, true) => Some(("ADDED", Arc::clone(&change.object))),
+            (true, false) => {
+                let mut gone = change.previous.as_deref().cloned().unwrap_or(Value::Null);
+                gone["metadata"]["resourceVersion"] = json!(change.resource_version.to_string());
+                Some(("DELETED", Arc::new(gone)))
+            }
+            (false, false) => None,
+        },
+    }
+}
+
 fn watch(
     cluster: &Cluster,
     resource: &ResourceInfo,
@@ -635,8 +675,9 @@ fn watch(
             Ok((past, receiver)) => {
                 let lines = past
                     .iter()
-                    .filter(|c| c.resource == key && filter(&c.object))
-                    .map(|c| event_line(c.change.as_str(), &present(&c.object, &api_version)))
+                    .filter(|c| c.resource == key)
+                    .filter_map(|c| selected_event(c, &filter))
+                    .map(|(kind, object)| event_line(kind, &present(&object, &api_version)))
                     .collect();
                 let last = past.last().map_or(since, |c| c.resource_version);
                 (lines, receiver, last)
@@ -670,13 +711,10 @@ fn watch(
                     continue;
                 }
                 last_sent = change.resource_version;
-                if !filter(&change.object) {
+                let Some((kind, object)) = selected_event(&change, &filter) else {
                     continue;
-                }
-                let line = event_line(
-                    change.change.as_str(),
-                    &present(&change.object, &api_version),
-                );
+                };
+                let line = event_line(kind, &present(&object, &api_version));
                 return Some((line, Some(receiver)));
             }
         }

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use super::controllers::admission;
 use super::errors::ApiError;
 use super::patch::{self, PatchKind};
+use super::pod_status;
+use super::processes::PodRuntime;
 use super::registry::{Registry, crd_resources};
 use super::resources::ResourceInfo;
 use super::store::{Decision, Store};
@@ -187,6 +189,7 @@ pub struct Cluster {
     next_service_ip: AtomicU32,
     next_node_port: AtomicU32,
     volume_folders: VolumeFolders,
+    pod_runtime: PodRuntime,
 }
 
 impl Cluster {
@@ -204,6 +207,7 @@ impl Cluster {
             next_service_ip: AtomicU32::new(0),
             next_node_port: AtomicU32::new(0),
             volume_folders,
+            pod_runtime: PodRuntime::default(),
         });
         let crds = cluster.store.list(
             "apiextensions.k8s.io/customresourcedefinitions",
@@ -239,6 +243,11 @@ impl Cluster {
     /// The host folders of this cluster's volumes and snapshots.
     pub fn volume_folders(&self) -> &VolumeFolders {
         &self.volume_folders
+    }
+
+    /// The local processes of pods: local images, container logs, kill switches.
+    pub fn pod_runtime(&self) -> &PodRuntime {
+        &self.pod_runtime
     }
 
     /// The served resources.
@@ -384,43 +393,12 @@ impl Cluster {
                 admission::default_storage_class(&self.store, object)
             }
             ("", "pods") if self.controllers.pods_running => {
-                let started = now();
-                let containers: Vec<Value> = object
-                    .pointer("/spec/containers")
-                    .and_then(Value::as_array)
-                    .map(|containers| {
-                        containers
-                            .iter()
-                            .map(|c| {
-                                json!({
-                                    "name": c.get("name").cloned().unwrap_or(Value::Null),
-                                    "image": c.get("image").cloned().unwrap_or(Value::Null),
-                                    "imageID": "",
-                                    "ready": true,
-                                    "started": true,
-                                    "restartCount": 0,
-                                    "state": {"running": {"startedAt": started}},
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                object["spec"]["nodeName"] = json!("kubesim-node");
-                let conditions: Vec<Value> =
-                    ["PodScheduled", "Initialized", "ContainersReady", "Ready"]
-                        .iter()
-                        .map(
-                            |t| json!({"type": t, "status": "True", "lastTransitionTime": started}),
-                        )
-                        .collect();
-                object["status"] = json!({
-                    "phase": "Running",
-                    "conditions": conditions,
-                    "hostIP": "127.0.0.1",
-                    "podIP": "127.0.0.1",
-                    "startTime": started,
-                    "containerStatuses": containers,
-                });
+                object["spec"]["nodeName"] = json!(pod_status::NODE);
+                object["status"] = if self.pod_runtime.runs_locally(object) {
+                    pod_status::pending(object, &now())
+                } else {
+                    pod_status::running(object, &now())
+                };
             }
             ("apiextensions.k8s.io", "customresourcedefinitions") => {
                 let established = now();

@@ -11,9 +11,15 @@ mod cluster;
 mod controllers;
 mod discovery;
 mod errors;
+mod exec;
 mod kubeconfig;
+mod local_pods;
+mod logs;
+pub mod mounts;
 mod openapi;
 mod patch;
+mod pod_status;
+mod processes;
 mod registry;
 mod resources;
 mod selector;
@@ -32,6 +38,8 @@ use tokio::sync::watch;
 
 pub use cluster::{Cluster, Controllers, DEFAULT_NAMESPACES};
 pub use errors::{ApiError, StartError};
+pub use logs::LogBuffer;
+pub use processes::{LocalImage, PodRuntime};
 pub use resources::{ResourceInfo, SubresourceInfo, built_in};
 pub use store::Store;
 pub use volumes::{CSI_DRIVER, VolumeFolders};
@@ -49,6 +57,8 @@ pub struct KubesimOptions {
     pub listen: SocketAddr,
     /// The simulated controllers to run.
     pub controllers: Controllers,
+    /// Container images whose pods run as local processes (see `docs/kubesim.md`).
+    pub local_images: Vec<LocalImage>,
 }
 
 impl KubesimOptions {
@@ -61,6 +71,7 @@ impl KubesimOptions {
             persistent: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             controllers: Controllers::default(),
+            local_images: Vec::new(),
         }
     }
 }
@@ -76,6 +87,7 @@ pub struct Kubesim {
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     controllers_task: Option<tokio::task::JoinHandle<()>>,
+    local_pods: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn state_error(path: &Path) -> impl FnOnce(std::io::Error) -> StartError + '_ {
@@ -119,6 +131,7 @@ impl Kubesim {
             .map_err(|error| {
                 StartError::Certificate(format!("restoring the cluster state: {error}"))
             })?;
+        cluster.pod_runtime().set_local_images(options.local_images);
         let listener =
             TcpListener::bind(options.listen)
                 .await
@@ -157,6 +170,7 @@ impl Kubesim {
             shared,
             stop_receiver,
         ));
+        let local_pods = local_pods::start(Arc::clone(&cluster));
         tracing::info!(name = %options.name, %addr, "kubesim serving");
         Ok(Self {
             addr,
@@ -167,6 +181,7 @@ impl Kubesim {
             stop,
             task: Some(task),
             controllers_task: Some(controllers_task),
+            local_pods: Some(local_pods),
         })
     }
 
@@ -200,13 +215,18 @@ impl Kubesim {
         &self.cluster
     }
 
-    /// Stops serving and waits until every connection is closed and the controllers stopped.
+    /// Stops serving, kills every local process and waits until every connection is closed and
+    /// the controllers stopped.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
+        self.cluster.pod_runtime().stop_all();
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
         if let Some(task) = self.controllers_task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.local_pods.take() {
             let _ = task.await;
         }
     }
@@ -215,5 +235,6 @@ impl Kubesim {
 impl Drop for Kubesim {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        self.cluster.pod_runtime().stop_all();
     }
 }

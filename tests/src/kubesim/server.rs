@@ -19,6 +19,7 @@ use tokio_rustls::{TlsAcceptor, rustls};
 use super::api::{self, ApiRequest, Reply};
 use super::cluster::Cluster;
 use super::errors::ApiError;
+use super::exec;
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -34,6 +35,21 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
 }
 
+fn streamed(
+    builder: http::response::Builder,
+    content_type: &'static str,
+    stream: api::WatchStream,
+) -> Result<http::Response<Body>, http::Error> {
+    builder
+        .status(200)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::TRANSFER_ENCODING, "chunked")
+        .body(
+            StreamBody::new(stream.map(|chunk| Ok::<_, Infallible>(Frame::data(chunk))))
+                .boxed_unsync(),
+        )
+}
+
 fn respond(reply: Reply) -> http::Response<Body> {
     let builder = http::Response::builder();
     let result = match reply {
@@ -45,14 +61,8 @@ fn respond(reply: Reply) -> http::Response<Body> {
             .status(code)
             .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(Full::new(Bytes::from_static(text.as_bytes())).boxed_unsync()),
-        Reply::Watch(stream) => builder
-            .status(200)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::TRANSFER_ENCODING, "chunked")
-            .body(
-                StreamBody::new(stream.map(|line| Ok::<_, Infallible>(Frame::data(line))))
-                    .boxed_unsync(),
-            ),
+        Reply::Watch(stream) => streamed(builder, "application/json", stream),
+        Reply::Stream(content_type, stream) => streamed(builder, content_type, stream),
     };
     // The status codes above are all valid and the header values are static ASCII, so
     // building the response cannot fail; answer 500 rather than panic if it ever does.
@@ -79,6 +89,12 @@ async fn serve(shared: Arc<Shared>, request: http::Request<Incoming>) -> http::R
         .is_some_and(|token| token.trim() == shared.token);
     if !authorized && !is_public(&path) {
         return respond(ApiError::unauthorized().into());
+    }
+    if let Some((namespace, pod)) = exec::target(&path) {
+        return match exec::accept(&shared.cluster, &namespace, &pod, request) {
+            Ok(response) => response.map(|()| Full::new(Bytes::new()).boxed_unsync()),
+            Err(error) => respond(error.into()),
+        };
     }
     let method = request.method().clone();
     let query = request.uri().query().map(str::to_string);

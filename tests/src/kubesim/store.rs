@@ -58,6 +58,9 @@ pub struct Change {
     pub change: ChangeType,
     /// The object after the change (before it, for a deletion, with the new resourceVersion).
     pub object: Arc<Value>,
+    /// The object before the change (`None` for a creation): watches with selectors compare
+    /// it with `object` to tell when an object starts or stops matching.
+    pub previous: Option<Arc<Value>>,
 }
 
 /// What a [`Store::modify`] callback decides.
@@ -335,18 +338,13 @@ impl Store {
                         Value::String(next_version.to_string()),
                     );
                 }
-                let change = if current.is_some() {
-                    ChangeType::Modified
-                } else {
-                    ChangeType::Added
-                };
                 let object = Arc::new(object);
                 self.commit(
                     &mut state,
                     resource,
                     key,
                     Some(object.clone()),
-                    change,
+                    current,
                     next_version,
                 )?;
                 Ok((answer, Some(object)))
@@ -368,7 +366,7 @@ impl Store {
                     resource,
                     key,
                     None,
-                    ChangeType::Deleted,
+                    Some(Arc::clone(&current)),
                     next_version,
                 )?;
                 // Watches see the object as it was when it went away.
@@ -380,6 +378,7 @@ impl Store {
                     resource: Arc::from(resource),
                     change: ChangeType::Deleted,
                     object: Arc::clone(&last),
+                    previous: Some(current),
                 });
                 Ok((answer, Some(last)))
             }
@@ -392,9 +391,14 @@ impl Store {
         resource: &str,
         key: ObjectKey,
         object: Option<Arc<Value>>,
-        change: ChangeType,
+        previous: Option<Arc<Value>>,
         version: u64,
     ) -> Result<(), ApiError> {
+        let change = match (&object, &previous) {
+            (None, _) => ChangeType::Deleted,
+            (Some(_), None) => ChangeType::Added,
+            (Some(_), Some(_)) => ChangeType::Modified,
+        };
         if let Some(journal) = state.journal.as_mut() {
             journal.append(&JournalEntry {
                 rv: version,
@@ -424,6 +428,7 @@ impl Store {
             resource: resource_key,
             change,
             object: shown,
+            previous,
         };
         if state.history.len() == HISTORY_LIMIT {
             state.history.pop_front();

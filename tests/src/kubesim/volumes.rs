@@ -27,6 +27,12 @@ impl VolumeFolders {
         self.root.join("volumes").join(pv)
     }
 
+    /// The folder of pod `uid` when its containers run as local processes: its emptyDir,
+    /// configMap, secret and projected volumes live in `pods/<uid>/volumes/<volume>`.
+    pub fn pod(&self, uid: &str) -> PathBuf {
+        self.root.join("pods").join(uid)
+    }
+
     /// The folder holding the frozen copy behind VolumeSnapshotContent `content`:
     /// `snapshots/<content>`.
     pub fn snapshot(&self, content: &str) -> PathBuf {

@@ -492,7 +492,10 @@ async fn jobs_follow_pod_phases_written_later_and_fail_past_their_backoff_limit(
         pods_running: false,
         ..Controllers::default()
     };
-    let cluster = start_cluster_with("ctl-job-phases", controllers).await;
+    let cluster = start_cluster_with("ctl-job-phases", |options| {
+        options.controllers = controllers
+    })
+    .await;
     let c = &cluster;
     let pods: Api<Pod> = Api::namespaced(client(c).await, "default");
     let pods = &pods;

@@ -187,6 +187,75 @@ async fn kube_rs_watches_from_a_resource_version() {
 }
 
 #[tokio::test]
+async fn kube_rs_watch_with_a_selector_sees_objects_enter_and_leave_it() {
+    let cluster = start_cluster("kube-watch-selector").await;
+    let client = client(&cluster).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let version = configmaps
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let object: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "t", "labels": {"tier": "gold"}}}))
+            .unwrap();
+    configmaps
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    let relabel = |tier: &'static str| {
+        let configmaps = configmaps.clone();
+        async move {
+            configmaps
+                .patch(
+                    "t",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"metadata": {"labels": {"tier": tier}}})),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let left = relabel("silver").await;
+    let unmatched = relabel("bronze").await;
+    relabel("gold").await;
+    // From history (a resourceVersion before all of it) and live (the next changes).
+    let mut events = configmaps
+        .watch(
+            &WatchParams::default().labels("tier=gold").timeout(10),
+            &version,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    relabel("silver").await;
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let line = match events.try_next().await.unwrap().expect("watch events") {
+            WatchEvent::Added(o) => format!("ADDED {}", o.metadata.labels.unwrap()["tier"]),
+            WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.labels.unwrap()["tier"]),
+            WatchEvent::Deleted(o) => format!(
+                "DELETED {} at {}",
+                o.metadata.labels.unwrap()["tier"],
+                o.metadata.resource_version.unwrap()
+            ),
+            other => panic!("unexpected event {other:?}"),
+        };
+        seen.push(line);
+    }
+    let left_at = left.metadata.resource_version.unwrap();
+    assert_ne!(left_at, unmatched.metadata.resource_version.unwrap());
+    // Leaving the selection is a DELETED of the object as it last matched, at the version
+    // that made it leave; changes while outside it are not sent.
+    assert_eq!(seen[0], "ADDED gold");
+    assert_eq!(seen[1], format!("DELETED gold at {left_at}"));
+    assert_eq!(seen[2], "ADDED gold");
+    assert!(seen[3].starts_with("DELETED gold at "), "{seen:?}");
+}
+
+#[tokio::test]
 async fn kube_rs_round_trips_a_custom_resource_definition() {
     let cluster = start_cluster("kube-crd").await;
     let client = client(&cluster).await;

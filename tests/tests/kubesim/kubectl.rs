@@ -11,6 +11,7 @@ use super::{TestCluster, eventually, fixture, shared_testdata, start_cluster};
 
 pub struct Output {
     pub success: bool,
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -45,6 +46,7 @@ pub async fn kubectl_with_input(
     let output = child.wait_with_output().await.unwrap();
     Output {
         success: output.status.success(),
+        code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }

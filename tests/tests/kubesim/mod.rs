@@ -6,13 +6,14 @@ mod discovery;
 mod http_api;
 mod kube_rs;
 mod kubectl;
+mod pods;
 mod volumes;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use stowage_tests::kubesim::{Controllers, Kubesim, KubesimOptions};
+use stowage_tests::kubesim::{Kubesim, KubesimOptions};
 
 /// A cluster in a temporary folder, in memory, every controller on.
 pub struct TestCluster {
@@ -21,14 +22,17 @@ pub struct TestCluster {
 }
 
 pub async fn start_cluster(name: &str) -> TestCluster {
-    start_cluster_with(name, Controllers::default()).await
+    start_cluster_with(name, |_| {}).await
 }
 
-/// A cluster in a temporary folder, in memory, with the given controllers.
-pub async fn start_cluster_with(name: &str, controllers: Controllers) -> TestCluster {
+/// A cluster like [`start_cluster`]'s with options changed by `configure`.
+pub async fn start_cluster_with(
+    name: &str,
+    configure: impl FnOnce(&mut KubesimOptions),
+) -> TestCluster {
     let folder = tempfile::tempdir().unwrap();
     let mut options = KubesimOptions::new(name, folder.path().join("cluster"));
-    options.controllers = controllers;
+    configure(&mut options);
     let sim = Kubesim::start(options).await.expect("kubesim starts");
     TestCluster { sim, folder }
 }

@@ -95,6 +95,9 @@ fn made_by_the_cluster(kind: &str, object: &Value) -> Option<Skip> {
         "ConfigMap" if name == "kube-root-ca.crt" => {
             Some(Skip("made by the cluster in every namespace".into()))
         }
+        "ServiceAccount" if name == "default" => {
+            Some(Skip("made by the cluster in every namespace".into()))
+        }
         "Namespace"
             if matches!(
                 name.as_str(),
