@@ -7,7 +7,11 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use stowage_workflows::storage::{BackupOptions, KdfParams, Location, Repository, VolumeSource};
+use stowage_workflows::storage::{
+    BackupOptions, KdfParams, Location, Repository, VolumeCheckpoint, VolumeSource,
+};
+
+mod checkpoint;
 
 /// Where the repository is and how to unlock it; each from an argument or the environment.
 #[derive(Debug, Clone, Args)]
@@ -51,6 +55,14 @@ pub enum MoverCommand {
         /// Create the repository if the location has none.
         #[arg(long)]
         init: bool,
+        /// Write only this volume's chunks and tree, no manifest: the backup is staged, and
+        /// whoever writes its other parts finalizes it.
+        #[arg(long, env = "STOWAGE_MOVER_STAGED")]
+        staged: bool,
+        /// A file to keep the checkpoint in: read on start to resume an interrupted backup of
+        /// the same backup and volume, rewritten as files complete, removed at the end.
+        #[arg(long, env = "STOWAGE_MOVER_CHECKPOINT")]
+        checkpoint: Option<PathBuf>,
     },
     /// Restores one volume of a backup (or one path of it) into a folder.
     Restore {
@@ -97,9 +109,16 @@ pub async fn run(command: MoverCommand) -> i32 {
 pub async fn execute(command: MoverCommand) -> Summary {
     let started = Instant::now();
     let (name, result) = match command {
-        MoverCommand::Backup { volume, path, init } => {
-            ("backup", backup_cmd(volume, path, init).await)
-        }
+        MoverCommand::Backup {
+            volume,
+            path,
+            init,
+            staged,
+            checkpoint,
+        } => (
+            "backup",
+            backup_cmd(volume, path, init, staged, checkpoint).await,
+        ),
         MoverCommand::Restore {
             volume,
             target,
@@ -128,9 +147,14 @@ async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
         .map_err(|err| format!("STOWAGE_LOCATION / --location is not a valid location: {err}"))?;
     match Repository::open(&location, &args.passphrase).await {
         Err(stowage_workflows::storage::Error::NotARepository { .. }) if init => {
-            Repository::init(&location, &args.passphrase, KdfParams::default())
-                .await
-                .map_err(|err| err.to_string())
+            match Repository::init(&location, &args.passphrase, KdfParams::default()).await {
+                // Another mover of the same backup created it first.
+                Err(stowage_workflows::storage::Error::AlreadyInitialized { .. }) => {
+                    Repository::open(&location, &args.passphrase).await
+                }
+                other => other,
+            }
+            .map_err(|err| err.to_string())
         }
         other => other.map_err(|err| err.to_string()),
     }
@@ -144,24 +168,56 @@ async fn backup_cmd(
     }: VolumeArgs,
     path: PathBuf,
     init: bool,
+    staged: bool,
+    checkpoint_file: Option<PathBuf>,
 ) -> Result<serde_json::Value, String> {
     let repo = open(&args, init).await?;
-    let summary = repo
-        .backup(
+    let options = BackupOptions {
+        concurrency: args.concurrency,
+        ..BackupOptions::default()
+    };
+    let source = VolumeSource {
+        name: volume.clone(),
+        path: path.clone(),
+    };
+    let resume = match &checkpoint_file {
+        Some(file) => checkpoint::read(file)?,
+        None => None,
+    };
+    let save = |state: &VolumeCheckpoint| {
+        if let Some(file) = &checkpoint_file
+            && let Err(err) = checkpoint::write(file, state)
+        {
+            tracing::warn!(%err, "cannot save the checkpoint");
+        }
+    };
+    let volume_summary = repo
+        .backup_volume(&backup, &source, &options, resume.as_ref(), &|_| {}, &save)
+        .await
+        .map_err(|err| err.to_string())?;
+    let finalized = if staged {
+        false
+    } else {
+        repo.finalize_backup(
             &backup,
             &format!("stowage mover: {}", path.display()),
-            &[VolumeSource { name: volume, path }],
-            &BackupOptions {
-                concurrency: args.concurrency,
-            },
-            &|_| {},
+            Default::default(),
         )
         .await
         .map_err(|err| err.to_string())?;
-    let progress = summary.progress;
+        true
+    };
+    if let Some(file) = &checkpoint_file {
+        checkpoint::remove(file)?;
+    }
+    let progress = volume_summary.progress;
     Ok(serde_json::json!({
         "backup": backup,
+        "volume": volume,
+        "finalized": finalized,
+        "tree_hash": volume_summary.record.tree_hash,
         "files": progress.files,
+        "files_unchanged": progress.files_unchanged,
         "bytes_read": progress.bytes_read,
         "chunks_uploaded": progress.chunks_uploaded,
         "bytes_uploaded": progress.bytes_uploaded,
@@ -219,6 +275,8 @@ mod tests {
             volume: volume("pw"),
             path: source.path().to_path_buf(),
             init: true,
+            staged: false,
+            checkpoint: None,
         };
         assert_eq!(run(backup).await, 0);
         let target = tempfile::tempdir().unwrap();
