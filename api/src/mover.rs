@@ -302,4 +302,63 @@ mod tests {
             "{refused:?}"
         );
     }
+
+    #[tokio::test]
+    async fn a_staged_mover_writes_no_manifest_and_its_checkpoint_file_is_removed_at_the_end() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("a.txt"), b"staged content").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let location = serde_json::json!({
+            "kind": {"type": "local", "root": repo.path()},
+            "prefix": "r"
+        })
+        .to_string();
+        let checkpoint = source.path().join("checkpoint.json");
+        let backup = MoverCommand::Backup {
+            volume: VolumeArgs {
+                repository: RepositoryArgs {
+                    location: location.clone(),
+                    passphrase: "pw".into(),
+                    concurrency: 2,
+                },
+                backup: "b1".into(),
+                volume: "v".into(),
+            },
+            path: source.path().to_path_buf(),
+            init: true,
+            staged: true,
+            checkpoint: Some(checkpoint.clone()),
+        };
+        let summary = execute(backup).await;
+        assert!(summary.ok, "{summary:?}");
+        assert_eq!(summary.figures["finalized"], false);
+        assert!(!checkpoint.exists(), "the checkpoint file is removed");
+
+        let location: Location = serde_json::from_str(&location).unwrap();
+        let repository = Repository::open(&location, "pw").await.unwrap();
+        let err = repository.manifest("b1").await.unwrap_err();
+        assert!(err.to_string().contains("no manifest"), "{err}");
+        let manifest = repository
+            .finalize_backup("b1", "server", Default::default())
+            .await
+            .unwrap();
+        assert_eq!(manifest.volumes.len(), 1);
+        assert_eq!(manifest.volumes[0].name, "v");
+    }
+
+    #[test]
+    fn a_checkpoint_file_that_is_not_one_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("checkpoint.json");
+        std::fs::write(&file, b"not json").unwrap();
+        let err = checkpoint::read(&file).unwrap_err();
+        assert!(
+            err.contains("checkpoint.json") && err.contains("not a checkpoint"),
+            "{err}"
+        );
+        assert_eq!(
+            checkpoint::read(&dir.path().join("none.json")).unwrap(),
+            None
+        );
+    }
 }

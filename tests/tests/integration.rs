@@ -14,3 +14,4 @@ mod resource_packs;
 mod rules;
 mod server;
 mod staged_backups;
+mod store_faults;
