@@ -7,7 +7,11 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use stowage_workflows::storage::{BackupOptions, KdfParams, Location, Repository, VolumeSource};
+use stowage_workflows::storage::{
+    BackupOptions, KdfParams, Location, Repository, VolumeCheckpoint, VolumeSource,
+};
+
+mod checkpoint;
 
 /// Where the repository is and how to unlock it; each from an argument or the environment.
 #[derive(Debug, Clone, Args)]
@@ -51,6 +55,14 @@ pub enum MoverCommand {
         /// Create the repository if the location has none.
         #[arg(long)]
         init: bool,
+        /// Write only this volume's chunks and tree, no manifest: the backup is staged, and
+        /// whoever writes its other parts finalizes it.
+        #[arg(long, env = "STOWAGE_MOVER_STAGED")]
+        staged: bool,
+        /// A file to keep the checkpoint in: read on start to resume an interrupted backup of
+        /// the same backup and volume, rewritten as files complete, removed at the end.
+        #[arg(long, env = "STOWAGE_MOVER_CHECKPOINT")]
+        checkpoint: Option<PathBuf>,
     },
     /// Restores one volume of a backup (or one path of it) into a folder.
     Restore {
@@ -97,9 +109,16 @@ pub async fn run(command: MoverCommand) -> i32 {
 pub async fn execute(command: MoverCommand) -> Summary {
     let started = Instant::now();
     let (name, result) = match command {
-        MoverCommand::Backup { volume, path, init } => {
-            ("backup", backup_cmd(volume, path, init).await)
-        }
+        MoverCommand::Backup {
+            volume,
+            path,
+            init,
+            staged,
+            checkpoint,
+        } => (
+            "backup",
+            backup_cmd(volume, path, init, staged, checkpoint).await,
+        ),
         MoverCommand::Restore {
             volume,
             target,
@@ -128,9 +147,14 @@ async fn open(args: &RepositoryArgs, init: bool) -> Result<Repository, String> {
         .map_err(|err| format!("STOWAGE_LOCATION / --location is not a valid location: {err}"))?;
     match Repository::open(&location, &args.passphrase).await {
         Err(stowage_workflows::storage::Error::NotARepository { .. }) if init => {
-            Repository::init(&location, &args.passphrase, KdfParams::default())
-                .await
-                .map_err(|err| err.to_string())
+            match Repository::init(&location, &args.passphrase, KdfParams::default()).await {
+                // Another mover of the same backup created it first.
+                Err(stowage_workflows::storage::Error::AlreadyInitialized { .. }) => {
+                    Repository::open(&location, &args.passphrase).await
+                }
+                other => other,
+            }
+            .map_err(|err| err.to_string())
         }
         other => other.map_err(|err| err.to_string()),
     }
@@ -144,24 +168,56 @@ async fn backup_cmd(
     }: VolumeArgs,
     path: PathBuf,
     init: bool,
+    staged: bool,
+    checkpoint_file: Option<PathBuf>,
 ) -> Result<serde_json::Value, String> {
     let repo = open(&args, init).await?;
-    let summary = repo
-        .backup(
+    let options = BackupOptions {
+        concurrency: args.concurrency,
+        ..BackupOptions::default()
+    };
+    let source = VolumeSource {
+        name: volume.clone(),
+        path: path.clone(),
+    };
+    let resume = match &checkpoint_file {
+        Some(file) => checkpoint::read(file)?,
+        None => None,
+    };
+    let save = |state: &VolumeCheckpoint| {
+        if let Some(file) = &checkpoint_file
+            && let Err(err) = checkpoint::write(file, state)
+        {
+            tracing::warn!(%err, "cannot save the checkpoint");
+        }
+    };
+    let volume_summary = repo
+        .backup_volume(&backup, &source, &options, resume.as_ref(), &|_| {}, &save)
+        .await
+        .map_err(|err| err.to_string())?;
+    let finalized = if staged {
+        false
+    } else {
+        repo.finalize_backup(
             &backup,
             &format!("stowage mover: {}", path.display()),
-            &[VolumeSource { name: volume, path }],
-            &BackupOptions {
-                concurrency: args.concurrency,
-            },
-            &|_| {},
+            Default::default(),
         )
         .await
         .map_err(|err| err.to_string())?;
-    let progress = summary.progress;
+        true
+    };
+    if let Some(file) = &checkpoint_file {
+        checkpoint::remove(file)?;
+    }
+    let progress = volume_summary.progress;
     Ok(serde_json::json!({
         "backup": backup,
+        "volume": volume,
+        "finalized": finalized,
+        "tree_hash": volume_summary.record.tree_hash,
         "files": progress.files,
+        "files_unchanged": progress.files_unchanged,
         "bytes_read": progress.bytes_read,
         "chunks_uploaded": progress.chunks_uploaded,
         "bytes_uploaded": progress.bytes_uploaded,
@@ -219,6 +275,8 @@ mod tests {
             volume: volume("pw"),
             path: source.path().to_path_buf(),
             init: true,
+            staged: false,
+            checkpoint: None,
         };
         assert_eq!(run(backup).await, 0);
         let target = tempfile::tempdir().unwrap();
@@ -242,6 +300,65 @@ mod tests {
                 .unwrap()
                 .contains("wrong passphrase"),
             "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_staged_mover_writes_no_manifest_and_its_checkpoint_file_is_removed_at_the_end() {
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("a.txt"), b"staged content").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let location = serde_json::json!({
+            "kind": {"type": "local", "root": repo.path()},
+            "prefix": "r"
+        })
+        .to_string();
+        let checkpoint = source.path().join("checkpoint.json");
+        let backup = MoverCommand::Backup {
+            volume: VolumeArgs {
+                repository: RepositoryArgs {
+                    location: location.clone(),
+                    passphrase: "pw".into(),
+                    concurrency: 2,
+                },
+                backup: "b1".into(),
+                volume: "v".into(),
+            },
+            path: source.path().to_path_buf(),
+            init: true,
+            staged: true,
+            checkpoint: Some(checkpoint.clone()),
+        };
+        let summary = execute(backup).await;
+        assert!(summary.ok, "{summary:?}");
+        assert_eq!(summary.figures["finalized"], false);
+        assert!(!checkpoint.exists(), "the checkpoint file is removed");
+
+        let location: Location = serde_json::from_str(&location).unwrap();
+        let repository = Repository::open(&location, "pw").await.unwrap();
+        let err = repository.manifest("b1").await.unwrap_err();
+        assert!(err.to_string().contains("no manifest"), "{err}");
+        let manifest = repository
+            .finalize_backup("b1", "server", Default::default())
+            .await
+            .unwrap();
+        assert_eq!(manifest.volumes.len(), 1);
+        assert_eq!(manifest.volumes[0].name, "v");
+    }
+
+    #[test]
+    fn a_checkpoint_file_that_is_not_one_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("checkpoint.json");
+        std::fs::write(&file, b"not json").unwrap();
+        let err = checkpoint::read(&file).unwrap_err();
+        assert!(
+            err.contains("checkpoint.json") && err.contains("not a checkpoint"),
+            "{err}"
+        );
+        assert_eq!(
+            checkpoint::read(&dir.path().join("none.json")).unwrap(),
+            None
         );
     }
 }

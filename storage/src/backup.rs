@@ -1,20 +1,23 @@
 //! Backing up folders into a repository: walk each tree on a blocking thread, cut files into
 //! content-defined chunks (FastCDC), name each by its keyed BLAKE3 hash, and upload the chunks
 //! the repository does not have yet (zstd, then AES-256-GCM) with bounded concurrency; then the
-//! volume trees, and the manifest last.
+//! volume trees. A backup can be staged: each volume on its own (one data mover per volume),
+//! then `finalize` (in `finalize.rs`) writes the manifest.
 //!
 //! The chunks already stored are known from one listing of `chunks/` at the start (no request
 //! per chunk). Re-running an interrupted backup with the same id resumes it: every chunk it had
-//! uploaded is in that listing and is not sent again.
+//! uploaded is in that listing and is not sent again, and with the caller's last checkpoint the
+//! files it had completed are not even read again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, instrument};
 
@@ -22,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::repository::{FORMAT_VERSION, Repository};
+use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
 /// FastCDC sizes: chunks of 512 KiB to 8 MiB, 1 MiB on average.
@@ -38,12 +41,38 @@ const QUEUE: usize = 4;
 pub struct BackupOptions {
     /// Uploads in flight at once.
     pub concurrency: usize,
+    /// The least time between two checkpoints given to the caller.
+    pub checkpoint_every: Duration,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        Self { concurrency: 8 }
+        Self {
+            concurrency: 8,
+            checkpoint_every: Duration::from_secs(10),
+        }
     }
+}
+
+/// Where a volume's backup has come: the entries complete so far (every chunk of them
+/// stored). The caller stores it (it is JSON) and gives it back to resume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeCheckpoint {
+    /// The backup's id.
+    pub backup: String,
+    /// The volume's name.
+    pub volume: String,
+    /// Entries complete so far, in walk order.
+    pub entries: Vec<Entry>,
+}
+
+/// What a volume's backup did.
+#[derive(Debug, Clone)]
+pub struct VolumeSummary {
+    /// The volume as a manifest will record it.
+    pub record: VolumeRecord,
+    /// The final progress figures.
+    pub progress: Progress,
 }
 
 /// How far a backup has come, given to the progress callback after every file and chunk.
@@ -59,6 +88,8 @@ pub struct Progress {
     pub bytes_uploaded: u64,
     /// Chunks the repository already had (or that appeared twice in this backup).
     pub chunks_reused: u64,
+    /// Files taken from the checkpoint without being read.
+    pub files_unchanged: u64,
 }
 
 /// A volume to back up: its name in the backup and the folder to read.
@@ -79,23 +110,38 @@ pub struct BackupSummary {
     pub progress: Progress,
 }
 
+/// Checks a volume's name and that its folder is one.
+fn check_source(volume: &VolumeSource) -> Result<()> {
+    names::check_name("volume name", &volume.name)?;
+    if !volume.path.is_dir() {
+        return Err(Error::NotFound(format!(
+            "volume `{}`: {} is not a folder",
+            volume.name,
+            volume.path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// What the reading thread sends to the uploads.
 enum Item {
     /// A chunk's id and content.
     Chunk { id: String, data: Vec<u8> },
-    /// An entry, complete with its chunk list.
-    Entry(Entry),
+    /// An entry, complete with its chunk list; `reused` when taken from the checkpoint.
+    Entry { entry: Entry, reused: bool },
 }
 
 /// What one item of the pipeline came to.
 enum Outcome {
     Uploaded(u64),
     Reused,
-    Entry(Entry),
+    Entry { entry: Entry, reused: bool },
 }
 
 impl Repository {
-    /// Backs up the volumes under backup id `backup` and writes its manifest last.
+    /// Backs up the volumes under backup id `backup` and writes its manifest last: the
+    /// composition of [`Repository::backup_volume`] for each volume and
+    /// [`Repository::finalize_backup`], under one lock and one listing of the chunks.
     /// `progress` is called as work advances (from an async task; keep it quick).
     #[instrument(skip(self, volumes, options, progress), fields(location = %self.description()))]
     pub async fn backup(
@@ -108,59 +154,96 @@ impl Repository {
     ) -> Result<BackupSummary> {
         names::check_name("backup id", backup)?;
         for volume in volumes {
-            names::check_name("volume name", &volume.name)?;
-            if !volume.path.is_dir() {
-                return Err(Error::NotFound(format!(
-                    "volume `{}`: {} is not a folder",
-                    volume.name,
-                    volume.path.display()
-                )));
+            check_source(volume)?;
+        }
+        self.refuse_finalized(backup).await?;
+        self.while_locked(backup, async {
+            let mut known = self.stored_chunks().await?;
+            info!(chunks = known.len(), "listed stored chunks");
+            let mut totals = Progress::default();
+            for volume in volumes {
+                self.backup_volume_locked(
+                    backup,
+                    volume,
+                    options,
+                    None,
+                    &mut known,
+                    &mut totals,
+                    progress,
+                    &|_| {},
+                )
+                .await?;
             }
-        }
-        let lock = self.lock_for_backup(backup).await?;
-        let result = self
-            .backup_locked(backup, source, volumes, options, progress)
-            .await;
-        // A lock left behind only delays collections until it is stale.
-        if let Err(err) = self.release(lock).await {
-            tracing::warn!(%err, "cannot remove the backup's lock");
-        }
-        result
+            let manifest = self
+                .finalize_locked(backup, source, BTreeMap::new(), &known)
+                .await?;
+            Ok(BackupSummary {
+                manifest,
+                progress: totals,
+            })
+        })
+        .await
     }
 
-    async fn backup_locked(
+    /// Backs up one volume of a staged backup: its chunks and its tree, no manifest (a data
+    /// mover does this for each volume; [`Repository::finalize_backup`] writes the manifest
+    /// when every part is there). With `resume`, the last checkpoint of an interrupted run of
+    /// the same backup and volume, files unchanged since (same size, mtime, mode and owner)
+    /// whose chunks are all stored are taken from it without being read again. `checkpoint`
+    /// is given a new checkpoint as files complete (at most once per
+    /// [`BackupOptions::checkpoint_every`]); the caller stores it where a restart finds it.
+    #[instrument(skip_all, fields(location = %self.description(), backup, volume = %volume.name))]
+    pub async fn backup_volume(
         &self,
         backup: &str,
-        source: &str,
-        volumes: &[VolumeSource],
+        volume: &VolumeSource,
         options: &BackupOptions,
+        resume: Option<&VolumeCheckpoint>,
         progress: &(dyn Fn(&Progress) + Send + Sync),
-    ) -> Result<BackupSummary> {
-        let mut known = self.stored_chunks().await?;
-        info!(chunks = known.len(), "listed stored chunks");
-        let mut totals = Progress::default();
-        let mut records = Vec::new();
-        for volume in volumes {
-            let record = self
-                .backup_volume(backup, volume, options, &mut known, &mut totals, progress)
-                .await?;
-            records.push(record);
+        checkpoint: &(dyn Fn(&VolumeCheckpoint) + Send + Sync),
+    ) -> Result<VolumeSummary> {
+        names::check_name("backup id", backup)?;
+        check_source(volume)?;
+        if let Some(resume) = resume
+            && (resume.backup != backup || resume.volume != volume.name)
+        {
+            return Err(Error::InvalidCheckpoint(format!(
+                "it is for backup `{}` volume `{}`, not backup `{backup}` volume `{}`",
+                resume.backup, resume.volume, volume.name
+            )));
         }
-        let manifest = Manifest {
-            version: FORMAT_VERSION,
-            backup: backup.into(),
-            finished_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            source: source.into(),
-            volumes: records,
-        };
-        self.write_manifest(&manifest).await?;
-        Ok(BackupSummary {
-            manifest,
-            progress: totals,
+        self.refuse_finalized(backup).await?;
+        self.while_locked(backup, async {
+            let mut known = self.stored_chunks().await?;
+            info!(chunks = known.len(), "listed stored chunks");
+            let mut totals = Progress::default();
+            let record = self
+                .backup_volume_locked(
+                    backup,
+                    volume,
+                    options,
+                    resume,
+                    &mut known,
+                    &mut totals,
+                    progress,
+                    checkpoint,
+                )
+                .await?;
+            Ok(VolumeSummary {
+                record,
+                progress: totals,
+            })
         })
+        .await
+    }
+
+    /// Fails with [`Error::AlreadyFinalized`] when the backup has a manifest.
+    pub(crate) async fn refuse_finalized(&self, backup: &str) -> Result<()> {
+        match self.manifest(backup).await {
+            Ok(_) => Err(Error::AlreadyFinalized(backup.into())),
+            Err(Error::NotFound(_)) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// The ids of every chunk in the repository, from one listing of `chunks/`.
@@ -173,26 +256,47 @@ impl Repository {
             .collect())
     }
 
-    async fn backup_volume(
+    #[allow(clippy::too_many_arguments)]
+    async fn backup_volume_locked(
         &self,
         backup: &str,
         volume: &VolumeSource,
         options: &BackupOptions,
+        resume: Option<&VolumeCheckpoint>,
         known: &mut HashSet<String>,
         totals: &mut Progress,
         progress: &(dyn Fn(&Progress) + Send + Sync),
+        checkpoint: &(dyn Fn(&VolumeCheckpoint) + Send + Sync),
     ) -> Result<VolumeRecord> {
+        // Files of the checkpoint whose chunks are all stored can be taken as they are.
+        let reusable: HashMap<String, Entry> = resume
+            .map(|resume| {
+                resume
+                    .entries
+                    .iter()
+                    .filter(|entry| match &entry.kind {
+                        EntryKind::File { chunks, .. } => {
+                            chunks.iter().all(|chunk| known.contains(&chunk.id))
+                        }
+                        _ => false,
+                    })
+                    .map(|entry| (entry.path.clone(), entry.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let (sender, receiver) = mpsc::channel(QUEUE);
         let key = self.key().clone();
         let root = volume.path.clone();
-        let reader = tokio::task::spawn_blocking(move || walk(&root, &key, &sender));
+        let reader = tokio::task::spawn_blocking(move || walk(&root, &key, &reusable, &sender));
 
         let mut receiver = receiver;
         let items = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
         let mut outcomes = items
             .map(|item| {
                 let job: futures::future::BoxFuture<'_, Result<Outcome>> = match item {
-                    Item::Entry(entry) => Box::pin(async move { Ok(Outcome::Entry(entry)) }),
+                    Item::Entry { entry, reused } => {
+                        Box::pin(async move { Ok(Outcome::Entry { entry, reused }) })
+                    }
                     Item::Chunk { id, data } => {
                         if known.insert(id.clone()) {
                             Box::pin(self.upload_chunk(id, data))
@@ -205,7 +309,12 @@ impl Repository {
             })
             .buffered(options.concurrency.max(1));
 
-        let mut entries = Vec::new();
+        let mut done = VolumeCheckpoint {
+            backup: backup.into(),
+            volume: volume.name.clone(),
+            entries: Vec::new(),
+        };
+        let mut last_checkpoint = Instant::now();
         let (mut files, mut bytes, mut chunks) = (0u64, 0u64, 0u64);
         while let Some(outcome) = outcomes.next().await {
             match outcome? {
@@ -214,15 +323,26 @@ impl Repository {
                     totals.bytes_uploaded += sent;
                 }
                 Outcome::Reused => totals.chunks_reused += 1,
-                Outcome::Entry(entry) => {
+                Outcome::Entry { entry, reused } => {
                     if let EntryKind::File { size, chunks: refs } = &entry.kind {
                         files += 1;
                         bytes += size;
                         chunks += refs.len() as u64;
                         totals.files += 1;
-                        totals.bytes_read += size;
+                        if reused {
+                            totals.files_unchanged += 1;
+                            totals.chunks_reused += refs.len() as u64;
+                        } else {
+                            totals.bytes_read += size;
+                        }
                     }
-                    entries.push(entry);
+                    done.entries.push(entry);
+                    // Every chunk sent before this entry is stored (the uploads complete in
+                    // order), so the entries so far make a checkpoint.
+                    if last_checkpoint.elapsed() >= options.checkpoint_every {
+                        checkpoint(&done);
+                        last_checkpoint = Instant::now();
+                    }
                 }
             }
             progress(totals);
@@ -235,7 +355,10 @@ impl Repository {
         })??;
 
         let name = names::volume_tree(backup, &volume.name);
-        let body = serde_json::to_vec(&Tree { entries }).map_err(|err| Error::Corrupt {
+        let body = serde_json::to_vec(&Tree {
+            entries: done.entries,
+        })
+        .map_err(|err| Error::Corrupt {
             object: name.clone(),
             what: format!("cannot encode: {err}"),
         })?;
@@ -269,7 +392,12 @@ impl Repository {
 
 /// Walks `root` (sorted, not following symlinks) and sends chunks and entries. Runs on a
 /// blocking thread; stops early when the receiver is gone.
-fn walk(root: &Path, key: &crate::crypto::MasterKey, sender: &mpsc::Sender<Item>) -> Result<()> {
+fn walk(
+    root: &Path,
+    key: &crate::crypto::MasterKey,
+    reusable: &HashMap<String, Entry>,
+    sender: &mpsc::Sender<Item>,
+) -> Result<()> {
     let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
     let walker = walkdir::WalkDir::new(root)
         .min_depth(1)
@@ -306,6 +434,32 @@ fn walk(root: &Path, key: &crate::crypto::MasterKey, sender: &mpsc::Sender<Item>
             .ok_or_else(|| Error::NonUtf8Path(path.to_path_buf()))?
             .to_string();
         let file_type = meta.file_type();
+        let entry = |kind| Entry {
+            path: relative.clone(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_secs: meta.mtime(),
+            mtime_nanos: meta.mtime_nsec() as u32,
+            kind,
+        };
+        if file_type.is_file()
+            && let Some(previous) = reusable.get(&relative)
+            && matches!(previous.kind, EntryKind::File { size, .. } if size == meta.len())
+            && previous == &entry(previous.kind.clone())
+        {
+            if meta.nlink() > 1 {
+                first_names.insert((meta.dev(), meta.ino()), relative.clone());
+            }
+            let item = Item::Entry {
+                entry: previous.clone(),
+                reused: true,
+            };
+            if sender.blocking_send(item).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
         let kind = if file_type.is_dir() {
             EntryKind::Dir
         } else if file_type.is_symlink() {
@@ -359,16 +513,11 @@ fn walk(root: &Path, key: &crate::crypto::MasterKey, sender: &mpsc::Sender<Item>
             tracing::warn!(path = %path.display(), "skipping a special file");
             continue;
         };
-        let entry = Entry {
-            path: relative,
-            mode: meta.mode(),
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime_secs: meta.mtime(),
-            mtime_nanos: meta.mtime_nsec() as u32,
-            kind,
+        let item = Item::Entry {
+            entry: entry(kind),
+            reused: false,
         };
-        if sender.blocking_send(Item::Entry(entry)).is_err() {
+        if sender.blocking_send(item).is_err() {
             return Ok(());
         }
     }

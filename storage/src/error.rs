@@ -143,6 +143,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A Kubernetes object given to a resource pack is unusable; the message names it.
+    #[error("invalid resource: {0}")]
+    InvalidResource(String),
+    /// A checkpoint given to resume a backup does not fit it.
+    #[error("invalid checkpoint: {0}")]
+    InvalidCheckpoint(String),
+    /// A backup asked to be finalized already has a manifest.
+    #[error("backup `{0}` is already finalized (it has a manifest)")]
+    AlreadyFinalized(String),
     /// A backup, volume or path asked for is not in the repository.
     #[error("not found: {0}")]
     NotFound(String),

@@ -8,8 +8,12 @@
 //! collection waits for it to end before it lists chunks. A backup therefore never relies on a
 //! chunk that a collection is about to delete. Locks older than the stale limit (a process that
 //! died) are ignored. The grace window keeps the chunks of an interrupted backup for its resume.
+//!
+//! A staged backup (volumes and resources written, no manifest yet) with an object younger than
+//! the grace window counts as live: the chunks of its trees are marked. One whose objects are
+//! all older than the window was abandoned, and its objects are deleted.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,8 +23,9 @@ use tracing::{info, instrument};
 
 use crate::error::{Error, Result};
 use crate::names;
+use crate::object::{self, Kind};
 use crate::repository::Repository;
-use crate::tree::EntryKind;
+use crate::tree::{EntryKind, Tree};
 
 /// The folder of locks.
 const LOCKS: &str = "locks";
@@ -42,6 +47,10 @@ pub struct GcReport {
     pub deleted: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
+    /// Staged backups (no manifest yet) younger than the grace window, whose chunks were kept.
+    pub staged: u64,
+    /// Objects of staged backups older than the grace window (abandoned) deleted.
+    pub abandoned_objects: u64,
     /// When not empty, the collection deleted nothing because these backups were running.
     pub postponed_by: Vec<String>,
 }
@@ -84,6 +93,21 @@ impl Repository {
         }
     }
 
+    /// Runs `work` (not started yet: futures are lazy) holding backup `backup`'s lock. A lock
+    /// that cannot be removed only delays collections until it is stale.
+    pub(crate) async fn while_locked<T>(
+        &self,
+        backup: &str,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let lock = self.lock_for_backup(backup).await?;
+        let result = work.await;
+        if let Err(err) = self.release(lock).await {
+            tracing::warn!(%err, "cannot remove the backup's lock");
+        }
+        result
+    }
+
     async fn write_lock(&self, id: &str) -> Result<Lock> {
         let name = format!("{LOCKS}/{id}");
         self.put_raw(&name, bytes::Bytes::from_static(b"stowage lock"))
@@ -117,44 +141,52 @@ impl Repository {
 
     /// The ids of every backup with a manifest.
     pub async fn backups(&self) -> Result<Vec<String>> {
-        let objects = self.list(names::BACKUPS).await?;
-        let mut ids: Vec<String> = objects
+        let mut ids: Vec<String> = self
+            .backup_folders()
+            .await?
             .into_iter()
-            .filter_map(|meta| {
-                let parts: Vec<String> = meta
-                    .location
-                    .parts()
-                    .map(|part| part.as_ref().to_string())
-                    .collect();
-                match parts.as_slice() {
-                    [_, id, last] if last == "manifest" => Some(id.clone()),
-                    _ => None,
-                }
-            })
+            .filter(|(_, objects)| objects.iter().any(|meta| is_manifest(&meta.location)))
+            .map(|(id, _)| id)
             .collect();
         ids.sort();
         Ok(ids)
     }
 
-    /// Deletes a backup: its manifest first (so it is never listed half-deleted), then its
-    /// trees. Its chunks go at the next collection.
-    pub async fn delete_backup(&self, backup: &str) -> Result<()> {
-        let manifest = self.manifest(backup).await?;
-        let delete = |name: String| async move {
-            match self.store().delete(&Path::from(name.as_str())).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(source) => Err(Error::Store {
-                    action: "delete",
-                    object: name,
-                    source,
-                }),
+    /// Every object under `backups/`, by backup id, from one listing.
+    async fn backup_folders(&self) -> Result<BTreeMap<String, Vec<object_store::ObjectMeta>>> {
+        let mut folders: BTreeMap<String, Vec<object_store::ObjectMeta>> = BTreeMap::new();
+        for meta in self.list(names::BACKUPS).await? {
+            if let Some(id) = meta.location.parts().nth(1) {
+                folders
+                    .entry(id.as_ref().to_string())
+                    .or_default()
+                    .push(meta);
             }
-        };
-        delete(names::manifest(backup)).await?;
-        for volume in &manifest.volumes {
-            delete(names::volume_tree(backup, &volume.name)).await?;
+        }
+        Ok(folders)
+    }
+
+    /// Deletes a backup: its manifest first (so it is never listed half-deleted), then its
+    /// trees and resource pack. Its chunks go at the next collection.
+    pub async fn delete_backup(&self, backup: &str) -> Result<()> {
+        self.manifest(backup).await?;
+        self.delete_object(names::manifest(backup)).await?;
+        for meta in self.list(&names::backup_folder(backup)).await? {
+            self.delete_object(meta.location.to_string()).await?;
         }
         Ok(())
+    }
+
+    /// Deletes one object; one already gone is fine.
+    async fn delete_object(&self, name: String) -> Result<()> {
+        match self.store().delete(&Path::from(name.as_str())).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Store {
+                action: "delete",
+                object: name,
+                source,
+            }),
+        }
     }
 
     /// Collects garbage: deletes every chunk no manifest refers to and older than `grace`.
@@ -178,17 +210,43 @@ impl Repository {
             return Ok(report);
         }
         let started = now_unix();
+        let young = |meta: &object_store::ObjectMeta| {
+            started - meta.last_modified.timestamp() < grace.as_secs() as i64
+        };
         let mut referenced = HashSet::new();
-        for backup in self.backups().await? {
-            report.backups += 1;
-            let manifest = self.manifest(&backup).await?;
-            for volume in &manifest.volumes {
-                let tree = self.volume_tree(&backup, &volume.name).await?;
-                for entry in tree.entries {
-                    if let EntryKind::File { chunks, .. } = entry.kind {
-                        referenced.extend(chunks.into_iter().map(|chunk| chunk.id));
+        let mut abandoned = Vec::new();
+        for (backup, objects) in self.backup_folders().await? {
+            if objects.iter().any(|meta| is_manifest(&meta.location)) {
+                report.backups += 1;
+                let manifest = self.manifest(&backup).await?;
+                for volume in &manifest.volumes {
+                    let tree = self.volume_tree(&backup, &volume.name).await?;
+                    mark(&mut referenced, tree);
+                }
+            } else if objects.iter().any(young) {
+                // A staged backup not finalized yet: its trees' chunks stay.
+                report.staged += 1;
+                for meta in &objects {
+                    let name = meta.location.to_string();
+                    if meta
+                        .location
+                        .parts()
+                        .nth(2)
+                        .is_some_and(|p| p.as_ref() == "volumes")
+                    {
+                        let bytes = self.get_raw(&name).await?;
+                        let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
+                        let tree: Tree =
+                            serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
+                                object: name.clone(),
+                                what: format!("not a tree: {err}"),
+                            })?;
+                        mark(&mut referenced, tree);
                     }
                 }
+            } else {
+                // A staged backup untouched for longer than the grace window: abandoned.
+                abandoned.extend(objects.into_iter().map(|meta| meta.location));
             }
         }
         report.referenced = referenced.len() as u64;
@@ -205,7 +263,8 @@ impl Repository {
                 doomed.push(meta.location);
             }
         }
-        let mut deletions = futures::stream::iter(doomed)
+        report.abandoned_objects = abandoned.len() as u64;
+        let mut deletions = futures::stream::iter(doomed.into_iter().chain(abandoned))
             .map(|path| async move {
                 match self.store().delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -217,10 +276,27 @@ impl Repository {
                 }
             })
             .buffer_unordered(8);
+        let mut deleted = 0;
         while let Some(result) = deletions.next().await {
             result?;
-            report.deleted += 1;
+            deleted += 1;
         }
+        report.deleted = deleted - report.abandoned_objects;
         Ok(report)
     }
+}
+
+/// Adds the chunks a tree refers to.
+fn mark(referenced: &mut HashSet<String>, tree: Tree) {
+    for entry in tree.entries {
+        if let EntryKind::File { chunks, .. } = entry.kind {
+            referenced.extend(chunks.into_iter().map(|chunk| chunk.id));
+        }
+    }
+}
+
+/// Whether the object is a backup's manifest (`backups/<id>/manifest`).
+fn is_manifest(location: &Path) -> bool {
+    let parts: Vec<_> = location.parts().collect();
+    parts.len() == 3 && parts[2].as_ref() == "manifest"
 }

@@ -1,12 +1,15 @@
 //! A backup's manifest: what was backed up, from where, when, and the volumes with the hash of
 //! each stored tree. It is written last; a backup without one is incomplete.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::Kind;
 use crate::repository::{FORMAT_VERSION, Repository};
+use crate::resources::ResourcesSummary;
 
 /// The manifest of one backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +24,12 @@ pub struct Manifest {
     pub source: String,
     /// The volumes.
     pub volumes: Vec<VolumeRecord>,
+    /// The resource pack, if the backup has one (absent in manifests written before packs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSummary>,
+    /// The caller's labels of the backup (e.g. cluster, schedule, who asked).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// One volume of a backup.

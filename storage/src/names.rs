@@ -1,5 +1,5 @@
 //! The names of objects inside a repository, in one place: backups, manifests, volume trees
-//! and chunks, and the rule for the ids and names callers choose.
+//! resource packs and chunks, and the rule for the ids and names callers choose.
 
 use crate::error::{Error, Result};
 
@@ -39,4 +39,19 @@ pub(crate) fn volume_tree(backup: &str, volume: &str) -> String {
 /// `chunks/<first two hex digits>/<64 hex digits>`.
 pub(crate) fn chunk(id_hex: &str) -> String {
     format!("{CHUNKS}/{}/{id_hex}", &id_hex[..2.min(id_hex.len())])
+}
+
+/// `backups/<id>`: the folder of everything of one backup.
+pub(crate) fn backup_folder(backup: &str) -> String {
+    format!("{BACKUPS}/{backup}")
+}
+
+/// `backups/<id>/resources/frames/<n>`, `n` zero-padded to eight digits.
+pub(crate) fn resource_frame(backup: &str, number: u32) -> String {
+    format!("{BACKUPS}/{backup}/resources/frames/{number:08}")
+}
+
+/// `backups/<id>/resources/index`.
+pub(crate) fn resource_index(backup: &str) -> String {
+    format!("{BACKUPS}/{backup}/resources/index")
 }

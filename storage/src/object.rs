@@ -23,7 +23,10 @@ pub(crate) enum Kind {
     Tree = 2,
     /// A backup's manifest.
     Manifest = 3,
-    // 4 and 5 are reserved for resource-pack frames and their index.
+    /// A frame of a resource pack: concatenated Kubernetes objects.
+    ResourceFrame = 4,
+    /// The index of a resource pack.
+    ResourceIndex = 5,
 }
 
 /// How the body was stored inside the seal.

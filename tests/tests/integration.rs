@@ -11,5 +11,8 @@ mod locations;
 mod meta_routes;
 mod object_stores;
 mod repository;
+mod resource_packs;
 mod rules;
 mod server;
+mod staged_backups;
+mod store_faults;

@@ -71,9 +71,17 @@ fn assert_missing_bucket(result: Result<(), Error>) {
 }
 
 #[tokio::test]
+async fn a_missing_bucket_is_named_on_s3() {
+    // moto answers NoSuchBucket (404) to a write into a bucket never created, as S3 does.
+    // s3s-fs is not used here: it accepts the write (its file-system backend creates the
+    // folder), so it cannot show this case.
+    let mut moto = services::moto();
+    moto.bucket = format!("stowage-no-such-bucket-{}", uuid::Uuid::new_v4().simple());
+    assert_missing_bucket(moto.location("p").validate().await);
+}
+
+#[tokio::test]
 async fn a_missing_container_or_bucket_is_named_on_azure_gcs_and_local() {
-    // Not S3: both S3 servers used here (moto, s3s-fs) accepted the probe's writes to a
-    // bucket that was never created, so neither can show this case.
     let mut azurite = services::azurite();
     azurite.container = "stowage-no-such-container".into();
     assert_missing_bucket(azurite.location("p").validate().await);

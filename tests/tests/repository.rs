@@ -1,5 +1,5 @@
-//! The repository against every backend `ops/test` starts (local folder, the S3 server, Azurite
-//! and the GCS emulator): open with only the passphrase, back up and restore a tree
+//! The repository against every backend `ops/test` starts (local folder, both S3 servers (moto
+//! and s3s-fs), Azurite and the GCS emulator): open with only the passphrase, back up and restore a tree
 //! byte-identically, dedup, verify naming damage, encryption of every stored byte, and damaged
 //! manifests refused before anything is written.
 
@@ -18,24 +18,24 @@ use stowage_tests::gcs_xml::GcsXmlProxy;
 use stowage_tests::services;
 
 /// Cheap key derivation: the tests exercise the format, not Argon2's cost.
-const TEST_KDF: KdfParams = KdfParams {
+pub(crate) const TEST_KDF: KdfParams = KdfParams {
     memory_kib: 256,
     iterations: 1,
     parallelism: 1,
 };
-const PASSPHRASE: &str = "correct horse battery staple";
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple";
 /// Planted in the backed-up files; must not appear in any stored byte.
 const MARKER: &[u8] = b"STOWAGE-PLAINTEXT-MARKER-7f3a9c";
 
 /// One backend under test; the proxy (GCS only) lives as long as the location is used.
-struct Backend {
-    name: &'static str,
-    location: Location,
+pub(crate) struct Backend {
+    pub(crate) name: &'static str,
+    pub(crate) location: Location,
     _proxy: Option<GcsXmlProxy>,
     _root: Option<tempfile::TempDir>,
 }
 
-async fn backends(test: &str) -> Vec<Backend> {
+pub(crate) async fn backends(test: &str) -> Vec<Backend> {
     let prefix = |backend: &str| format!("repo/{test}-{backend}-{}", uuid::Uuid::new_v4());
     let root = tempfile::tempdir().unwrap();
     let local = Location {
@@ -59,6 +59,12 @@ async fn backends(test: &str) -> Vec<Backend> {
             _root: None,
         },
         Backend {
+            name: "s3s",
+            location: services::s3s().location(&prefix("s3s")),
+            _proxy: None,
+            _root: None,
+        },
+        Backend {
             name: "azure",
             location: services::azurite().location(&prefix("azure")),
             _proxy: None,
@@ -74,7 +80,7 @@ async fn backends(test: &str) -> Vec<Backend> {
 }
 
 /// Deterministic bytes that do not compress to nothing.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -89,7 +95,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A tree with every kind of entry the format stores.
-fn make_tree(root: &Path) {
+pub(crate) fn make_tree(root: &Path) {
     let set_mtime = |path: &Path, secs: u64| {
         let file = std::fs::File::open(path).unwrap();
         file.set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(secs, 123_456_789))
@@ -143,7 +149,7 @@ fn make_tree(root: &Path) {
 
 /// Asserts `restored` holds what `original` holds: same names, kinds, content, modes, mtimes,
 /// symlink targets, hard links; sparse files not larger on disk than the original.
-fn assert_same_tree(original: &Path, restored: &Path) {
+pub(crate) fn assert_same_tree(original: &Path, restored: &Path) {
     let list = |root: &Path| -> Vec<String> {
         let mut paths: Vec<String> = walk(root)
             .into_iter()
@@ -211,7 +217,7 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Every stored object under the location, with its bytes.
-async fn stored_objects(store: &Arc<dyn ObjectStore>) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn stored_objects(store: &Arc<dyn ObjectStore>) -> Vec<(String, Vec<u8>)> {
     let metas: Vec<_> = store.list(None).try_collect().await.unwrap();
     let mut out = Vec::new();
     for meta in metas {
