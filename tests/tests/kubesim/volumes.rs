@@ -317,6 +317,25 @@ async fn a_snapshot_keeps_the_old_content_for_restores_and_clones() {
             .get("boundVolumeSnapshotContentName")
             .is_none()
     );
+    // Once the claim exists and binds, the snapshot is taken after all.
+    apply(c, &claim("missing", "")).await;
+    let waited = ok(
+        c,
+        &[
+            "wait",
+            "--for=jsonpath={.status.readyToUse}=true",
+            "volumesnapshot/orphan",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert!(waited.contains("condition met"), "{waited}");
+    let orphan = json_of(c, &["vs", "orphan"]).await;
+    assert!(
+        orphan["status"].get("error").is_none(),
+        "{}",
+        orphan["status"]
+    );
 
     // The volume moves on; a restore from the snapshot has the old content.
     write_tree(&folder, "version 2");
