@@ -380,8 +380,11 @@ impl Cluster {
             ("batch", "jobs") => admission::default_job(object),
             ("apps", plural) => admission::default_workload(plural, object),
             ("", "replicationcontrollers") => admission::default_replication_controller(object),
-            ("", "persistentvolumeclaims") if self.controllers.volumes => {
-                admission::default_storage_class(&self.store, object)
+            ("", "persistentvolumeclaims") => {
+                admission::mirror_data_source(object);
+                if self.controllers.volumes {
+                    admission::default_storage_class(&self.store, object);
+                }
             }
             ("", "pods") if self.controllers.pods_running => {
                 let started = now();

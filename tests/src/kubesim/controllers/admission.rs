@@ -66,6 +66,25 @@ pub fn default_storage_class(store: &Store, claim: &mut Value) {
     }
 }
 
+/// A claim's `dataSource` and `dataSourceRef` mirror each other when only one is set (and the
+/// ref names no other namespace), as the API server does.
+pub fn mirror_data_source(claim: &mut Value) {
+    let Some(spec) = claim.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let source = spec.get("dataSource").filter(|s| s.is_object()).cloned();
+    let reference = spec.get("dataSourceRef").filter(|s| s.is_object()).cloned();
+    match (source, reference) {
+        (Some(source), None) => {
+            spec.insert("dataSourceRef".into(), source);
+        }
+        (None, Some(reference)) if reference.get("namespace").is_none() => {
+            spec.insert("dataSource".into(), reference);
+        }
+        _ => {}
+    }
+}
+
 /// A JSON pointer segment for a key holding `/` (`~1`) or `~` (`~0`).
 pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
@@ -224,6 +243,18 @@ mod tests {
         );
         assert_eq!(job["spec"]["backoffLimit"], 6);
         assert_eq!(job["spec"]["completions"], 1);
+    }
+
+    #[test]
+    fn a_claims_data_source_and_ref_mirror_each_other() {
+        let source =
+            json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "s"});
+        let mut claim = json!({"spec": {"dataSource": source.clone()}});
+        mirror_data_source(&mut claim);
+        assert_eq!(claim["spec"]["dataSourceRef"], source);
+        let mut claim = json!({"spec": {"dataSourceRef": source.clone()}});
+        mirror_data_source(&mut claim);
+        assert_eq!(claim["spec"]["dataSource"], source);
     }
 
     #[test]

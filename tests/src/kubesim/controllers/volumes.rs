@@ -14,7 +14,7 @@ use super::admission::{BETA_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION, escape};
 use super::folders;
 use super::objects::{
     CLAIMS, Kind, Objects, SNAPSHOT_CONTENTS, SNAPSHOTS, STORAGE_CLASSES, VOLUMES, is_deleting,
-    meta, text,
+    meta, now, text,
 };
 use super::report;
 
@@ -88,6 +88,9 @@ fn set_phase(objects: &Objects<'_>, kind: &Kind, object: &Value, phase: &str) {
     }
     let mut status = object.get("status").cloned().unwrap_or_else(|| json!({}));
     status["phase"] = json!(phase);
+    if kind.plural == VOLUMES.plural {
+        status["lastPhaseTransitionTime"] = json!(now());
+    }
     report(
         "writing a phase",
         meta(object, "name"),
