@@ -223,6 +223,24 @@ async fn a_deployment_rolls_out_through_replica_sets_to_pods() {
     })
     .await;
 
+    // Undoing the rollout makes the first ReplicaSet current again, as revision 3.
+    let undone = ok(c, &["rollout", "undo", "deployment/web"]).await;
+    assert!(undone.contains("rolled back"), "{undone}");
+    let first_name = name(first).to_string();
+    let first_name = &first_name;
+    eventually(
+        "the first ReplicaSet to be revision 3 with 2 replicas",
+        move || async move {
+            try_json(c, &["replicaset", first_name]).await.filter(|rs| {
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+                    && rs["spec"]["replicas"] == 2
+            })
+        },
+    )
+    .await;
+    let rolled = ok(c, &["rollout", "status", "deployment/web", "--timeout=20s"]).await;
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
     // Scaling through the spec.
     ok(
         c,

@@ -130,6 +130,11 @@ pub fn claim(objects: &Objects<'_>, namespace: &str, name: &str) {
                     set_phase(objects, &CLAIMS, &claim, "Pending");
                 }
             }
+            // A bound claim whose volume went is Lost, as the real controller reports it.
+            None if text(&claim, "/status/phase") == "Bound" => {
+                set_phase(objects, &CLAIMS, &claim, "Lost")
+            }
+            None if text(&claim, "/status/phase") == "Lost" => {}
             None => set_phase(objects, &CLAIMS, &claim, "Pending"),
         }
         return;
