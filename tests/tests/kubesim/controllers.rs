@@ -9,7 +9,7 @@ use stowage_tests::kubesim::Controllers;
 
 use super::kube_rs::client;
 use super::kubectl::{kubectl, kubectl_with_input, ok};
-use super::{TestCluster, eventually, start_cluster, start_cluster_with};
+use super::{TestCluster, eventually, start_cluster, start_cluster_with, volume_folder};
 
 /// `kubectl apply -f -` of a manifest; fails the test unless it succeeds.
 pub async fn apply(cluster: &TestCluster, manifest: &str) -> String {
@@ -327,12 +327,7 @@ async fn a_statefulset_gets_ordinal_pods_and_a_bound_claim_each() {
         assert_eq!(claim["metadata"]["labels"]["app"], "db");
         let volume = claim["spec"]["volumeName"].as_str().unwrap();
         assert!(
-            cluster
-                .sim
-                .cluster()
-                .volume_folders()
-                .volume(volume)
-                .is_dir(),
+            volume_folder(c, volume).is_dir(),
             "the volume's folder exists"
         );
     }

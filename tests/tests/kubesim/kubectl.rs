@@ -7,7 +7,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-use super::{TestCluster, eventually, fixture, shared_testdata, start_cluster};
+use super::{TestCluster, eventually, fixture, shared_testdata, start_cluster, volume_folder};
 
 pub struct Output {
     pub success: bool,
@@ -716,12 +716,7 @@ async fn every_shared_workload_runs(cluster: &TestCluster) {
         bound += 1;
         let volume = claim["spec"]["volumeName"].as_str().unwrap();
         assert!(
-            cluster
-                .sim
-                .cluster()
-                .volume_folders()
-                .volume(volume)
-                .is_dir(),
+            volume_folder(cluster, volume).is_dir(),
             "the folder of {volume}"
         );
     }

@@ -12,7 +12,7 @@ use stowage_tests::kubesim::{CSI_DRIVER, Kubesim, KubesimOptions};
 
 use super::controllers::{apply, json_of, try_json};
 use super::kubectl::ok;
-use super::{TestCluster, eventually, start_cluster};
+use super::{TestCluster, eventually, start_cluster, volume_folder};
 
 fn claim(name: &str, extra: &str) -> String {
     format!(
@@ -38,11 +38,7 @@ async fn bound(cluster: &TestCluster, name: &str) -> Value {
 }
 
 fn folder_of(cluster: &TestCluster, claim: &Value) -> PathBuf {
-    cluster
-        .sim
-        .cluster()
-        .volume_folders()
-        .volume(claim["spec"]["volumeName"].as_str().unwrap())
+    volume_folder(cluster, claim["spec"]["volumeName"].as_str().unwrap())
 }
 
 async fn gone(cluster: &TestCluster, args: &[&str]) {
