@@ -580,3 +580,41 @@ async fn jobs_follow_pod_phases_written_later_and_fail_past_their_backoff_limit(
     assert_eq!(job["status"]["succeeded"], 1);
     assert!(job["status"].get("failed").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switched_off_controllers_install_and_default_nothing() {
+    let cluster = start_cluster_with("ctl-off", Controllers::none()).await;
+    let c = &cluster;
+    let classes = ok(c, &["get", "storageclasses", "-o", "name"]).await;
+    assert!(classes.trim().is_empty(), "{classes}");
+    let snapshots = kubectl(c, &["get", "volumesnapshots"]).await;
+    assert!(!snapshots.success);
+    assert!(
+        snapshots
+            .stderr
+            .contains("the server doesn't have a resource type \"volumesnapshots\""),
+        "{}",
+        snapshots.stderr
+    );
+    let config_maps = ok(c, &["get", "configmaps", "-o", "name"]).await;
+    assert!(
+        config_maps.trim().is_empty(),
+        "no kube-root-ca.crt: {config_maps}"
+    );
+    apply(
+        c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: default}\n\
+         spec: {containers: [{name: c, image: busybox}]}\n",
+    )
+    .await;
+    let pod = json_of(c, &["pod", "bare"]).await;
+    assert!(pod["spec"].get("serviceAccountName").is_none());
+    assert!(pod.get("status").is_none());
+    // Selector generation is the API server's, not a controller's.
+    apply(c, &JOB.replace("NAME", "bare")).await;
+    let job = json_of(c, &["job", "bare"]).await;
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        job["metadata"]["uid"]
+    );
+}
