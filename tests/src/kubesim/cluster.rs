@@ -384,7 +384,11 @@ impl Cluster {
                 admission::mirror_data_source(object);
                 if self.controllers.volumes {
                     admission::default_storage_class(&self.store, object);
+                    admission::protect(object, admission::CLAIM_PROTECTION);
                 }
+            }
+            ("", "persistentvolumes") if self.controllers.volumes => {
+                admission::protect(object, admission::VOLUME_PROTECTION)
             }
             ("", "pods") if self.controllers.pods_running => {
                 let started = now();

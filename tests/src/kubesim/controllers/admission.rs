@@ -66,6 +66,24 @@ pub fn default_storage_class(store: &Store, claim: &mut Value) {
     }
 }
 
+/// The finalizer the PVC protection admission plugin puts on every claim.
+pub const CLAIM_PROTECTION: &str = "kubernetes.io/pvc-protection";
+/// The finalizer the PV protection admission plugin puts on every volume.
+pub const VOLUME_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+/// Adds `finalizer` to the object's finalizers unless it is there.
+pub fn protect(object: &mut Value, finalizer: &str) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let finalizers = metadata.entry("finalizers").or_insert_with(|| json!([]));
+    if let Value::Array(list) = finalizers
+        && !list.iter().any(|f| f.as_str() == Some(finalizer))
+    {
+        list.push(json!(finalizer));
+    }
+}
+
 /// A claim's `dataSource` and `dataSourceRef` mirror each other when only one is set (and the
 /// ref names no other namespace), as the API server does.
 pub fn mirror_data_source(claim: &mut Value) {

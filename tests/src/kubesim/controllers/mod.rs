@@ -25,6 +25,7 @@ use super::cluster::{Cluster, Controllers};
 use super::errors::ApiError;
 use super::store::{Change, ChangeType};
 use objects::{Objects, controller_of, meta};
+use serde_json::Value;
 
 /// How often everything is reconciled again without a change.
 pub const RESYNC_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
@@ -154,6 +155,27 @@ impl Context {
         }
     }
 
+    /// A pod changed: its controller reconciles.
+    fn pod_owner(&self, objects: &Objects<'_>, pod: &Value, namespace: &str) {
+        let on = &self.controllers;
+        match controller_of(pod) {
+            Some(("ReplicaSet", owner)) if on.workloads => {
+                workloads::replica_set(objects, namespace, owner)
+            }
+            Some(("ReplicationController", owner)) if on.workloads => {
+                workloads::replication_controller(objects, namespace, owner)
+            }
+            Some(("StatefulSet", owner)) if on.workloads => {
+                workloads::stateful_set(objects, namespace, owner)
+            }
+            Some(("DaemonSet", owner)) if on.workloads => {
+                workloads::daemon_set(objects, namespace, owner)
+            }
+            Some(("Job", owner)) if on.jobs => jobs::reconcile(objects, namespace, owner),
+            _ => {}
+        }
+    }
+
     /// Reconciles what one change touches.
     fn handle(&self, change: &Change) {
         let objects = self.objects();
@@ -190,22 +212,16 @@ impl Context {
                 workloads::daemon_set(&objects, namespace, name)
             }
             "batch/jobs" if on.jobs && !deleted => jobs::reconcile(&objects, namespace, name),
-            "/pods" => match controller_of(object) {
-                Some(("ReplicaSet", owner)) if on.workloads => {
-                    workloads::replica_set(&objects, namespace, owner)
+            "/pods" => {
+                let finished = matches!(objects::pod_phase(object), "Succeeded" | "Failed");
+                if on.volumes && (deleted || finished || objects::is_deleting(object)) {
+                    for claim in volumes::claims_of(object) {
+                        volumes::claim(&objects, namespace, &claim);
+                    }
                 }
-                Some(("ReplicationController", owner)) if on.workloads => {
-                    workloads::replication_controller(&objects, namespace, owner)
-                }
-                Some(("StatefulSet", owner)) if on.workloads => {
-                    workloads::stateful_set(&objects, namespace, owner)
-                }
-                Some(("DaemonSet", owner)) if on.workloads => {
-                    workloads::daemon_set(&objects, namespace, owner)
-                }
-                Some(("Job", owner)) if on.jobs => jobs::reconcile(&objects, namespace, owner),
-                _ => {}
-            },
+                self.pod_owner(&objects, object, namespace);
+            }
+
             "/persistentvolumeclaims" if on.volumes || on.csi_snapshots => {
                 if on.volumes {
                     if deleted {
