@@ -2,6 +2,10 @@
 //! 16 concurrent clients, then lists them in pages of 500, and prints creates/s and listed
 //! objects/s (and a final JSON line). Run with
 //! `cargo run --release -p stowage-tests --bin kubesim-bench` (see BENCHMARKS.md).
+//! Then it times the simulated controllers (see `controllers`).
+
+#[path = "kubesim-bench/controllers.rs"]
+mod controllers;
 
 use std::time::Instant;
 
@@ -69,7 +73,17 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .json()
                 .await?;
-            listed += response["items"].as_array().map_or(0, Vec::len);
+            // The namespace also holds kube-root-ca.crt, which the controllers publish.
+            listed += response["items"].as_array().map_or(0, |items| {
+                items
+                    .iter()
+                    .filter(|item| {
+                        item["metadata"]["name"]
+                            .as_str()
+                            .is_some_and(|name| name.starts_with("bench-"))
+                    })
+                    .count()
+            });
             match response["metadata"]["continue"].as_str() {
                 Some(next) if !next.is_empty() => token = next.to_string(),
                 _ => break,
@@ -83,9 +97,10 @@ async fn main() -> anyhow::Result<()> {
             "list round {round}: {listed} objects in pages of {PAGE} in {seconds:.3} s: {per_second:.0} objects/s (parsed by the client)"
         );
     }
+    let controllers = controllers::run(&sim, &client).await?;
     println!(
         "{}",
-        json!({"bench": "kubesim", "objects": OBJECTS, "creates_per_second": creates_per_second.round(), "listed_objects_per_second_best": best_list.round()})
+        json!({"bench": "kubesim", "objects": OBJECTS, "creates_per_second": creates_per_second.round(), "listed_objects_per_second_best": best_list.round(), "controllers": controllers})
     );
     sim.stop().await;
     std::fs::remove_dir_all(&folder).ok();

@@ -37,11 +37,13 @@ pub struct Controllers {
     /// Every namespace gets its `default` ServiceAccount and `kube-root-ca.crt` ConfigMap; pods
     /// get `spec.serviceAccountName` defaulted.
     pub service_accounts: bool,
-    /// Deployments, ReplicaSets, StatefulSets and DaemonSets run their pods.
+    /// Deployments, ReplicaSets, ReplicationControllers, StatefulSets and DaemonSets run their
+    /// pods.
     pub workloads: bool,
     /// Jobs run their pods and complete or fail from the pods' phases.
     pub jobs: bool,
-    /// The default StorageClass; PVCs get PersistentVolumes backed by folders.
+    /// The default StorageClass and CSIDriver; PVCs get PersistentVolumes backed by folders, and
+    /// both carry their protection finalizers.
     pub volumes: bool,
     /// The snapshot.storage.k8s.io CRDs, a VolumeSnapshotClass, and snapshots as folder copies.
     pub csi_snapshots: bool,
@@ -389,8 +391,15 @@ impl Cluster {
             ("batch", "jobs") => admission::default_job(object),
             ("apps", plural) => admission::default_workload(plural, object),
             ("", "replicationcontrollers") => admission::default_replication_controller(object),
-            ("", "persistentvolumeclaims") if self.controllers.volumes => {
-                admission::default_storage_class(&self.store, object)
+            ("", "persistentvolumeclaims") => {
+                admission::mirror_data_source(object);
+                if self.controllers.volumes {
+                    admission::default_storage_class(&self.store, object);
+                    admission::protect(object, admission::CLAIM_PROTECTION);
+                }
+            }
+            ("", "persistentvolumes") if self.controllers.volumes => {
+                admission::protect(object, admission::VOLUME_PROTECTION)
             }
             ("", "pods") if self.controllers.pods_running => {
                 object["spec"]["nodeName"] = json!(pod_status::NODE);

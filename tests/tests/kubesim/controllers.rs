@@ -9,7 +9,7 @@ use stowage_tests::kubesim::Controllers;
 
 use super::kube_rs::client;
 use super::kubectl::{kubectl, kubectl_with_input, ok};
-use super::{TestCluster, eventually, start_cluster, start_cluster_with};
+use super::{TestCluster, eventually, start_cluster, start_cluster_with, volume_folder};
 
 /// `kubectl apply -f -` of a manifest; fails the test unless it succeeds.
 pub async fn apply(cluster: &TestCluster, manifest: &str) -> String {
@@ -223,6 +223,24 @@ async fn a_deployment_rolls_out_through_replica_sets_to_pods() {
     })
     .await;
 
+    // Undoing the rollout makes the first ReplicaSet current again, as revision 3.
+    let undone = ok(c, &["rollout", "undo", "deployment/web"]).await;
+    assert!(undone.contains("rolled back"), "{undone}");
+    let first_name = name(first).to_string();
+    let first_name = &first_name;
+    eventually(
+        "the first ReplicaSet to be revision 3 with 2 replicas",
+        move || async move {
+            try_json(c, &["replicaset", first_name]).await.filter(|rs| {
+                rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3"
+                    && rs["spec"]["replicas"] == 2
+            })
+        },
+    )
+    .await;
+    let rolled = ok(c, &["rollout", "status", "deployment/web", "--timeout=20s"]).await;
+    assert!(rolled.contains("successfully rolled out"), "{rolled}");
+
     // Scaling through the spec.
     ok(
         c,
@@ -309,12 +327,7 @@ async fn a_statefulset_gets_ordinal_pods_and_a_bound_claim_each() {
         assert_eq!(claim["metadata"]["labels"]["app"], "db");
         let volume = claim["spec"]["volumeName"].as_str().unwrap();
         assert!(
-            cluster
-                .sim
-                .cluster()
-                .volume_folders()
-                .volume(volume)
-                .is_dir(),
+            volume_folder(c, volume).is_dir(),
             "the volume's folder exists"
         );
     }
@@ -569,4 +582,42 @@ async fn jobs_follow_pod_phases_written_later_and_fail_past_their_backoff_limit(
     let job = json_of(c, &["job", "passes"]).await;
     assert_eq!(job["status"]["succeeded"], 1);
     assert!(job["status"].get("failed").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switched_off_controllers_install_and_default_nothing() {
+    let cluster = start_cluster_with("ctl-off", Controllers::none()).await;
+    let c = &cluster;
+    let classes = ok(c, &["get", "storageclasses", "-o", "name"]).await;
+    assert!(classes.trim().is_empty(), "{classes}");
+    let snapshots = kubectl(c, &["get", "volumesnapshots"]).await;
+    assert!(!snapshots.success);
+    assert!(
+        snapshots
+            .stderr
+            .contains("the server doesn't have a resource type \"volumesnapshots\""),
+        "{}",
+        snapshots.stderr
+    );
+    let config_maps = ok(c, &["get", "configmaps", "-o", "name"]).await;
+    assert!(
+        config_maps.trim().is_empty(),
+        "no kube-root-ca.crt: {config_maps}"
+    );
+    apply(
+        c,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: default}\n\
+         spec: {containers: [{name: c, image: busybox}]}\n",
+    )
+    .await;
+    let pod = json_of(c, &["pod", "bare"]).await;
+    assert!(pod["spec"].get("serviceAccountName").is_none());
+    assert!(pod.get("status").is_none());
+    // Selector generation is the API server's, not a controller's.
+    apply(c, &JOB.replace("NAME", "bare")).await;
+    let job = json_of(c, &["job", "bare"]).await;
+    assert_eq!(
+        job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        job["metadata"]["uid"]
+    );
 }

@@ -37,6 +37,11 @@ pub async fn start_cluster_with(
     TestCluster { sim, folder }
 }
 
+/// The host folder holding PersistentVolume `volume` of the cluster.
+pub fn volume_folder(cluster: &TestCluster, volume: &str) -> PathBuf {
+    cluster.sim.cluster().volume_folders().volume(volume)
+}
+
 /// Polls `check` every 50 ms until it gives a value; fails the test after 20 seconds.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where

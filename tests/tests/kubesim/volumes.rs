@@ -12,7 +12,7 @@ use stowage_tests::kubesim::{CSI_DRIVER, Kubesim, KubesimOptions};
 
 use super::controllers::{apply, json_of, try_json};
 use super::kubectl::ok;
-use super::{TestCluster, eventually, start_cluster};
+use super::{TestCluster, eventually, start_cluster, volume_folder};
 
 fn claim(name: &str, extra: &str) -> String {
     format!(
@@ -38,11 +38,7 @@ async fn bound(cluster: &TestCluster, name: &str) -> Value {
 }
 
 fn folder_of(cluster: &TestCluster, claim: &Value) -> PathBuf {
-    cluster
-        .sim
-        .cluster()
-        .volume_folders()
-        .volume(claim["spec"]["volumeName"].as_str().unwrap())
+    volume_folder(cluster, claim["spec"]["volumeName"].as_str().unwrap())
 }
 
 async fn gone(cluster: &TestCluster, args: &[&str]) {
@@ -111,6 +107,14 @@ async fn claims_get_provisioned_volumes_bound_both_ways_and_reclaimed() {
     assert_eq!(pv["spec"]["persistentVolumeReclaimPolicy"], "Delete");
     assert_eq!(pv["spec"]["storageClassName"], "standard");
     assert_eq!(pv["status"]["phase"], "Bound");
+    assert_eq!(
+        pv["metadata"]["finalizers"],
+        json!(["kubernetes.io/pv-protection"])
+    );
+    assert_eq!(
+        data["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"])
+    );
     let folder = folder_of(c, &data);
     assert!(folder.is_dir(), "{} exists", folder.display());
 
@@ -317,6 +321,25 @@ async fn a_snapshot_keeps_the_old_content_for_restores_and_clones() {
             .get("boundVolumeSnapshotContentName")
             .is_none()
     );
+    // Once the claim exists and binds, the snapshot is taken after all.
+    apply(c, &claim("missing", "")).await;
+    let waited = ok(
+        c,
+        &[
+            "wait",
+            "--for=jsonpath={.status.readyToUse}=true",
+            "volumesnapshot/orphan",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert!(waited.contains("condition met"), "{waited}");
+    let orphan = json_of(c, &["vs", "orphan"]).await;
+    assert!(
+        orphan["status"].get("error").is_none(),
+        "{}",
+        orphan["status"]
+    );
 
     // The volume moves on; a restore from the snapshot has the old content.
     write_tree(&folder, "version 2");
@@ -396,4 +419,39 @@ async fn a_persistent_cluster_keeps_its_volumes_and_provisions_after_a_restart()
     assert_eq!(standard.trim(), "storageclass.storage.k8s.io/standard");
     apply(&second, &claim("later", "")).await;
     bound(&second, "later").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_in_use_stays_terminating_until_its_pod_goes() {
+    let cluster = start_cluster("vol-protection").await;
+    let c = &cluster;
+    apply(
+        c,
+        &format!(
+            "{}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: user, namespace: default}}\n\
+             spec:\n  containers: [{{name: c, image: busybox, volumeMounts: [{{name: d, mountPath: /d}}]}}]\n  \
+             volumes: [{{name: d, persistentVolumeClaim: {{claimName: used}}}}]\n",
+            claim("used", "")
+        ),
+    )
+    .await;
+    let used = bound(c, "used").await;
+    let volume = used["spec"]["volumeName"].as_str().unwrap().to_string();
+    ok(c, &["delete", "pvc", "used", "--wait=false"]).await;
+    let terminating = json_of(c, &["pvc", "used"]).await;
+    assert!(terminating["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(
+        terminating["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"])
+    );
+    assert!(folder_of(c, &used).is_dir());
+    ok(c, &["delete", "pod", "user"]).await;
+    gone(c, &["pvc", "used"]).await;
+    gone(c, &["pv", &volume]).await;
+    let folder = volume_folder(c, &volume);
+    let folder = &folder;
+    eventually("the folder to go", move || async move {
+        (!folder.exists()).then_some(())
+    })
+    .await;
 }

@@ -66,6 +66,43 @@ pub fn default_storage_class(store: &Store, claim: &mut Value) {
     }
 }
 
+/// The finalizer the PVC protection admission plugin puts on every claim.
+pub const CLAIM_PROTECTION: &str = "kubernetes.io/pvc-protection";
+/// The finalizer the PV protection admission plugin puts on every volume.
+pub const VOLUME_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+/// Adds `finalizer` to the object's finalizers unless it is there.
+pub fn protect(object: &mut Value, finalizer: &str) {
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let finalizers = metadata.entry("finalizers").or_insert_with(|| json!([]));
+    if let Value::Array(list) = finalizers
+        && !list.iter().any(|f| f.as_str() == Some(finalizer))
+    {
+        list.push(json!(finalizer));
+    }
+}
+
+/// A claim's `dataSource` and `dataSourceRef` mirror each other when only one is set (and the
+/// ref names no other namespace), as the API server does.
+pub fn mirror_data_source(claim: &mut Value) {
+    let Some(spec) = claim.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let source = spec.get("dataSource").filter(|s| s.is_object()).cloned();
+    let reference = spec.get("dataSourceRef").filter(|s| s.is_object()).cloned();
+    match (source, reference) {
+        (Some(source), None) => {
+            spec.insert("dataSourceRef".into(), source);
+        }
+        (None, Some(reference)) if reference.get("namespace").is_none() => {
+            spec.insert("dataSource".into(), reference);
+        }
+        _ => {}
+    }
+}
+
 /// A JSON pointer segment for a key holding `/` (`~1`) or `~` (`~0`).
 pub fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
@@ -224,6 +261,18 @@ mod tests {
         );
         assert_eq!(job["spec"]["backoffLimit"], 6);
         assert_eq!(job["spec"]["completions"], 1);
+    }
+
+    #[test]
+    fn a_claims_data_source_and_ref_mirror_each_other() {
+        let source =
+            json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "s"});
+        let mut claim = json!({"spec": {"dataSource": source.clone()}});
+        mirror_data_source(&mut claim);
+        assert_eq!(claim["spec"]["dataSourceRef"], source);
+        let mut claim = json!({"spec": {"dataSourceRef": source.clone()}});
+        mirror_data_source(&mut claim);
+        assert_eq!(claim["spec"]["dataSource"], source);
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent)?;
     }
-    let partial = to.with_extension("copying");
+    let mut partial_name = to.file_name().unwrap_or_default().to_os_string();
+    partial_name.push(".copying");
+    let partial = to.with_file_name(partial_name);
     if partial.exists() {
         remove_tree(&partial)?;
     }

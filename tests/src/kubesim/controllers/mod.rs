@@ -2,8 +2,9 @@
 //! background task per cluster follows the store's change stream (the way real controllers
 //! follow watches) and reconciles whatever a change touches, level-triggered and idempotent, so
 //! it reacts to a change however and whenever it is written (a client, another controller, a
-//! local process reporting a pod's phase). A full resync runs at start and whenever the stream
-//! lagged. Objects every cluster starts with (StorageClass, CSIDriver, snapshot CRDs and class)
+//! local process reporting a pod's phase). A full resync runs at start, whenever the stream
+//! lagged, and every [`RESYNC_PERIOD`], which retries what failed for a passing reason (as real
+//! controllers requeue). Objects every cluster starts with (StorageClass, CSIDriver, snapshot CRDs and class)
 //! are installed before serving. Each controller is switched in [`Controllers`].
 
 mod accounts;
@@ -24,6 +25,10 @@ use super::cluster::{Cluster, Controllers};
 use super::errors::ApiError;
 use super::store::{Change, ChangeType};
 use objects::{Objects, controller_of, meta};
+use serde_json::Value;
+
+/// How often everything is reconciled again without a change.
+pub const RESYNC_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the controllers share: the cluster and what they write into it.
 struct Context {
@@ -65,8 +70,12 @@ async fn run(context: Context, mut stop: watch::Receiver<bool>) {
         }
     };
     context.resync();
+    let mut resync = tokio::time::interval(RESYNC_PERIOD);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
     loop {
         tokio::select! {
+            _ = resync.tick() => context.resync(),
             stopped = stop.changed() => {
                 if stopped.is_err() || *stop.borrow() {
                     return;
@@ -146,6 +155,27 @@ impl Context {
         }
     }
 
+    /// A pod changed: its controller reconciles.
+    fn pod_owner(&self, objects: &Objects<'_>, pod: &Value, namespace: &str) {
+        let on = &self.controllers;
+        match controller_of(pod) {
+            Some(("ReplicaSet", owner)) if on.workloads => {
+                workloads::replica_set(objects, namespace, owner)
+            }
+            Some(("ReplicationController", owner)) if on.workloads => {
+                workloads::replication_controller(objects, namespace, owner)
+            }
+            Some(("StatefulSet", owner)) if on.workloads => {
+                workloads::stateful_set(objects, namespace, owner)
+            }
+            Some(("DaemonSet", owner)) if on.workloads => {
+                workloads::daemon_set(objects, namespace, owner)
+            }
+            Some(("Job", owner)) if on.jobs => jobs::reconcile(objects, namespace, owner),
+            _ => {}
+        }
+    }
+
     /// Reconciles what one change touches.
     fn handle(&self, change: &Change) {
         let objects = self.objects();
@@ -182,27 +212,26 @@ impl Context {
                 workloads::daemon_set(&objects, namespace, name)
             }
             "batch/jobs" if on.jobs && !deleted => jobs::reconcile(&objects, namespace, name),
-            "/pods" => match controller_of(object) {
-                Some(("ReplicaSet", owner)) if on.workloads => {
-                    workloads::replica_set(&objects, namespace, owner)
+            "/pods" => {
+                let finished = matches!(objects::pod_phase(object), "Succeeded" | "Failed");
+                if on.volumes && (deleted || finished || objects::is_deleting(object)) {
+                    for claim in volumes::claims_of(object) {
+                        volumes::claim(&objects, namespace, &claim);
+                    }
                 }
-                Some(("ReplicationController", owner)) if on.workloads => {
-                    workloads::replication_controller(&objects, namespace, owner)
+                self.pod_owner(&objects, object, namespace);
+            }
+
+            "/persistentvolumeclaims" if on.volumes || on.csi_snapshots => {
+                if on.volumes {
+                    if deleted {
+                        volumes::claim_gone(&objects, object);
+                    } else {
+                        volumes::claim(&objects, namespace, name);
+                    }
                 }
-                Some(("StatefulSet", owner)) if on.workloads => {
-                    workloads::stateful_set(&objects, namespace, owner)
-                }
-                Some(("DaemonSet", owner)) if on.workloads => {
-                    workloads::daemon_set(&objects, namespace, owner)
-                }
-                Some(("Job", owner)) if on.jobs => jobs::reconcile(&objects, namespace, owner),
-                _ => {}
-            },
-            "/persistentvolumeclaims" if on.volumes => {
-                if deleted {
-                    volumes::claim_gone(&objects, object);
-                } else {
-                    volumes::claim(&objects, namespace, name);
+                if on.csi_snapshots && !deleted {
+                    snapshots::waiting_for_claim(&objects, namespace, name);
                 }
             }
             "/persistentvolumes" if on.volumes => {

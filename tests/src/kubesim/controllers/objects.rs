@@ -337,11 +337,36 @@ pub fn pod_phase(pod: &Value) -> &str {
     text(pod, "/status/phase")
 }
 
-/// A short hash of a pod template, spelled with the alphabet the real controllers use for
-/// `pod-template-hash` and `controller-revision-hash`.
+/// A template without nulls, empty objects and empty lists: what the API server's typed
+/// round trip makes equal (`creationTimestamp: null`, `resources: {}` from clients that send
+/// Go structs, such as `kubectl rollout undo`) compares equal here.
+pub fn normalized(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), normalized(value)))
+                .filter(|(_, value)| !is_empty(value))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    }
+}
+
+/// A short hash of a pod template (normalized), spelled with the alphabet the real controllers
+/// use for `pod-template-hash` and `controller-revision-hash`.
 pub fn template_hash(template: &Value) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let digest = blake3::hash(template.to_string().as_bytes());
+    let digest = blake3::hash(normalized(template).to_string().as_bytes());
     let bytes = digest.as_bytes();
     let number = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     number
@@ -437,6 +462,16 @@ mod tests {
                 .chars()
                 .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
         );
+    }
+
+    #[test]
+    fn templates_from_typed_clients_compare_equal() {
+        let sent = json!({"metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}});
+        let typed = json!({"metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "nginx:1", "resources": {}}]}});
+        assert_eq!(normalized(&sent), normalized(&typed));
+        assert_eq!(template_hash(&sent), template_hash(&typed));
     }
 
     #[test]

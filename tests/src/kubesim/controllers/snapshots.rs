@@ -481,6 +481,20 @@ fn bind_static(objects: &Objects<'_>, snapshot: &Value, content_name: &str) {
     );
 }
 
+/// Reconciles the snapshots of a claim that are not ready yet (the claim may just have bound).
+pub fn waiting_for_claim(objects: &Objects<'_>, namespace: &str, claim: &str) {
+    let waiting = objects.list(&SNAPSHOTS, Some(namespace), |snapshot| {
+        text(snapshot, "/spec/source/persistentVolumeClaimName") == claim
+            && snapshot
+                .pointer("/status/readyToUse")
+                .and_then(Value::as_bool)
+                != Some(true)
+    });
+    for snapshot in waiting {
+        self::snapshot(objects, namespace, meta(&snapshot, "name"));
+    }
+}
+
 /// A pre-provisioned content of this driver is ready when its copy exists; its handle is the
 /// name of the content the copy was taken for.
 fn content_status(objects: &Objects<'_>, content: &Value) {

@@ -10,11 +10,13 @@ use serde_json::{Value, json};
 
 use super::super::errors::ApiError;
 use super::super::volumes::CSI_DRIVER;
-use super::admission::{BETA_CLASS_ANNOTATION, DEFAULT_CLASS_ANNOTATION, escape};
+use super::admission::{
+    BETA_CLASS_ANNOTATION, CLAIM_PROTECTION, DEFAULT_CLASS_ANNOTATION, VOLUME_PROTECTION, escape,
+};
 use super::folders;
 use super::objects::{
-    CLAIMS, Kind, Objects, SNAPSHOT_CONTENTS, SNAPSHOTS, STORAGE_CLASSES, VOLUMES, is_deleting,
-    meta, text,
+    CLAIMS, Kind, Objects, PODS, SNAPSHOT_CONTENTS, SNAPSHOTS, STORAGE_CLASSES, VOLUMES,
+    is_deleting, meta, now, pod_phase, text,
 };
 use super::report;
 
@@ -88,6 +90,9 @@ fn set_phase(objects: &Objects<'_>, kind: &Kind, object: &Value, phase: &str) {
     }
     let mut status = object.get("status").cloned().unwrap_or_else(|| json!({}));
     status["phase"] = json!(phase);
+    if kind.plural == VOLUMES.plural {
+        status["lastPhaseTransitionTime"] = json!(now());
+    }
     report(
         "writing a phase",
         meta(object, "name"),
@@ -111,6 +116,9 @@ pub fn claim(objects: &Objects<'_>, namespace: &str, name: &str) {
         return;
     };
     if is_deleting(&claim) {
+        if !in_use(objects, namespace, name) {
+            unprotect(objects, &CLAIMS, &claim, CLAIM_PROTECTION);
+        }
         return;
     }
     let uid = meta(&claim, "uid");
@@ -127,6 +135,11 @@ pub fn claim(objects: &Objects<'_>, namespace: &str, name: &str) {
                     set_phase(objects, &CLAIMS, &claim, "Pending");
                 }
             }
+            // A bound claim whose volume went is Lost, as the real controller reports it.
+            None if text(&claim, "/status/phase") == "Bound" => {
+                set_phase(objects, &CLAIMS, &claim, "Lost")
+            }
+            None if text(&claim, "/status/phase") == "Lost" => {}
             None => set_phase(objects, &CLAIMS, &claim, "Pending"),
         }
         return;
@@ -348,6 +361,15 @@ pub fn volume(objects: &Objects<'_>, name: &str) {
         return;
     };
     if is_deleting(&volume) {
+        let claim = objects.get(
+            &CLAIMS,
+            text(&volume, "/spec/claimRef/namespace"),
+            text(&volume, "/spec/claimRef/name"),
+        );
+        let bound = claim.is_some_and(|c| meta(&c, "uid") == text(&volume, "/spec/claimRef/uid"));
+        if !bound {
+            unprotect(objects, &VOLUMES, &volume, VOLUME_PROTECTION);
+        }
         return;
     }
     let claim_namespace = text(&volume, "/spec/claimRef/namespace");
@@ -366,6 +388,67 @@ pub fn volume(objects: &Objects<'_>, name: &str) {
         _ if claim_uid.is_empty() => set_phase(objects, &VOLUMES, &volume, "Available"),
         _ => release(objects, &volume),
     }
+}
+
+/// Whether a pod that has not finished uses the claim.
+fn in_use(objects: &Objects<'_>, namespace: &str, claim: &str) -> bool {
+    !objects
+        .list(&PODS, Some(namespace), |pod| {
+            !matches!(pod_phase(pod), "Succeeded" | "Failed") && uses_claim(pod, claim)
+        })
+        .is_empty()
+}
+
+fn uses_claim(pod: &Value, claim: &str) -> bool {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .is_some_and(|volumes| {
+            volumes
+                .iter()
+                .any(|v| text(v, "/persistentVolumeClaim/claimName") == claim)
+        })
+}
+
+/// The claims a pod mounts.
+pub fn claims_of(pod: &Value) -> Vec<String> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .map(|volumes| {
+            volumes
+                .iter()
+                .map(|v| text(v, "/persistentVolumeClaim/claimName"))
+                .filter(|name| !name.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes a protection finalizer, letting a deleted object go.
+fn unprotect(objects: &Objects<'_>, kind: &Kind, object: &Value, finalizer: &str) {
+    let Some(finalizers) = object
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    if !finalizers.iter().any(|f| f.as_str() == Some(finalizer)) {
+        return;
+    }
+    let remaining: Vec<&Value> = finalizers
+        .iter()
+        .filter(|f| f.as_str() != Some(finalizer))
+        .collect();
+    report(
+        "removing a protection finalizer",
+        meta(object, "name"),
+        objects.merge(
+            kind,
+            meta(object, "namespace"),
+            meta(object, "name"),
+            json!({"metadata": {"finalizers": remaining}}),
+        ),
+    );
 }
 
 /// A volume whose claim went: deleted (reclaimPolicy Delete) or Released.

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::objects::{
     CLAIMS, DAEMON_SETS, DEPLOYMENTS, Kind, Objects, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS,
-    STATEFUL_SETS, condition, controller_reference, int, is_deleting, meta, pod_from_template,
-    pod_is_ready, pod_phase, template_hash, text,
+    STATEFUL_SETS, condition, controller_reference, int, is_deleting, meta, normalized,
+    pod_from_template, pod_is_ready, pod_phase, template_hash, text,
 };
 use super::report;
 
@@ -81,17 +81,23 @@ pub fn deployment(objects: &Objects<'_>, namespace: &str, name: &str) {
     let uid = meta(&deployment, "uid");
     let owned = objects.owned(&REPLICA_SETS, namespace, uid);
     let max_revision = owned.iter().map(|rs| revision(rs)).max().unwrap_or(0);
+    let wanted = normalized(&template);
     let current = owned
         .iter()
-        .find(|rs| template_without_hash(rs) == template)
+        .find(|rs| normalized(&template_without_hash(rs)) == wanted)
         .cloned();
     let paused = deployment.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
     let current_name = match current {
         Some(rs) => {
             let mut patch = json!({});
-            if revision(&rs) < max_revision || revision(&rs) == 0 {
-                patch["metadata"] =
-                    json!({"annotations": {REVISION: (max_revision.max(1)).to_string()}});
+            // A rollback to an older template makes its ReplicaSet the newest revision.
+            let next_revision = if revision(&rs) < max_revision {
+                Some(max_revision + 1)
+            } else {
+                (revision(&rs) == 0).then_some(1)
+            };
+            if let Some(next) = next_revision {
+                patch["metadata"] = json!({"annotations": {REVISION: next.to_string()}});
             }
             if int(&rs, "/spec/replicas", 1) != replicas && !paused {
                 patch["spec"] = json!({"replicas": replicas});
