@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::registry::text;
 use super::resources::ResourceInfo;
 use super::store::Store;
 
@@ -42,13 +43,6 @@ const fn wide(name: &'static str, kind: &'static str, cell: fn(&Value) -> Value)
         priority: 1,
         cell,
     }
-}
-
-fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 fn or_none(value: &str) -> Value {
