@@ -434,7 +434,7 @@ async fn until_dead(pid: u32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_processes_die_with_their_pod_and_with_kubesim() {
+async fn local_processes_and_exec_sessions_die_with_their_pod_and_with_kubesim() {
     let cluster = mover_cluster("local-kill").await;
     let client = client(&cluster).await;
     let folder = bound_claim(&cluster, &client, "data", "pv-kill").await;
@@ -461,6 +461,36 @@ async fn local_processes_die_with_their_pod_and_with_kubesim() {
         .await
         .unwrap();
     until_dead(pid).await;
+
+    // An exec session's command dies with its pod too, and the client gets its status.
+    pods.create(
+        &PostParams::default(),
+        &pod("app", "busybox:1.36", &["sleep", "3600"], "data"),
+    )
+    .await
+    .unwrap();
+    let mut session = pods
+        .exec(
+            "app",
+            ["sh", "-c", "sleep 300 & echo $!; wait"],
+            &AttachParams::default(),
+        )
+        .await
+        .unwrap();
+    let mut stdout = session.stdout().unwrap();
+    let status = session.take_status().unwrap();
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "the pid line");
+        line.push(byte[0]);
+    }
+    let pid: u32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+    assert!(process_alive(pid));
+    pods.delete("app", &DeleteParams::default()).await.unwrap();
+    until_dead(pid).await;
+    let status = status.await.expect("a status after the kill");
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
 
     pods.create(&PostParams::default(), &sleeper("orphan"))
         .await
