@@ -347,6 +347,19 @@ async fn local_image_pods_run_their_command_and_finish_with_its_exit_code() {
         (3, "Error".to_string())
     );
 
+    // A completed pod takes no exec, with the API server's answer.
+    let refused = pods
+        .exec("mover-ok", ["true"], &AttachParams::default())
+        .await
+        .err()
+        .expect("exec into a completed pod is refused");
+    assert!(
+        refused.to_string().contains(
+            "cannot exec into a container in a completed pod; current phase is Succeeded"
+        ),
+        "{refused}"
+    );
+
     // Logs through kubectl and kube-rs.
     assert_eq!(ok(&cluster, &["logs", "mover-ok"]).await, "moving hello\n");
     assert_eq!(
