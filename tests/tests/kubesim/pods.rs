@@ -446,8 +446,31 @@ async fn until_dead(pid: u32) {
     panic!("process {pid} outlived its pod");
 }
 
+/// Execs a shell in pod `app` that runs `sleep` in the background; answers the session and
+/// the pid of the sleep, once it runs.
+async fn exec_sleeper(pods: &Api<Pod>) -> (kube::api::AttachedProcess, u32) {
+    let mut session = pods
+        .exec(
+            "app",
+            ["sh", "-c", "sleep 300 & echo $!; wait"],
+            &AttachParams::default(),
+        )
+        .await
+        .unwrap();
+    let mut stdout = session.stdout().unwrap();
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "the pid line");
+        line.push(byte[0]);
+    }
+    let pid: u32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+    assert!(process_alive(pid));
+    (session, pid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_processes_and_exec_sessions_die_with_their_pod_and_with_kubesim() {
+async fn local_processes_and_exec_sessions_die_with_their_client_pod_and_kubesim() {
     let cluster = mover_cluster("local-kill").await;
     let client = client(&cluster).await;
     let folder = bound_claim(&cluster, &client, "data", "pv-kill").await;
@@ -475,31 +498,20 @@ async fn local_processes_and_exec_sessions_die_with_their_pod_and_with_kubesim()
         .unwrap();
     until_dead(pid).await;
 
-    // An exec session's command dies with its pod too, and the client gets its status.
+    // An exec session's command dies when its client goes away...
     pods.create(
         &PostParams::default(),
         &pod("app", "busybox:1.36", &["sleep", "3600"], "data"),
     )
     .await
     .unwrap();
-    let mut session = pods
-        .exec(
-            "app",
-            ["sh", "-c", "sleep 300 & echo $!; wait"],
-            &AttachParams::default(),
-        )
-        .await
-        .unwrap();
-    let mut stdout = session.stdout().unwrap();
+    let (session, pid) = exec_sleeper(&pods).await;
+    session.abort();
+    until_dead(pid).await;
+
+    // ...and with its pod, and the client gets its status.
+    let (mut session, pid) = exec_sleeper(&pods).await;
     let status = session.take_status().unwrap();
-    let mut line = Vec::new();
-    while !line.ends_with(b"\n") {
-        let mut byte = [0u8; 1];
-        assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "the pid line");
-        line.push(byte[0]);
-    }
-    let pid: u32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
-    assert!(process_alive(pid));
     pods.delete("app", &DeleteParams::default()).await.unwrap();
     until_dead(pid).await;
     let status = status.await.expect("a status after the kill");
