@@ -21,6 +21,7 @@ use super::patch::PatchKind;
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeType, ObjectKey, key_of};
+use super::tables;
 
 /// A stream of watch event lines.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
@@ -296,9 +297,21 @@ fn resource_request(
             let watching = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
             require_verb(resource, None, if watching { "watch" } else { "list" })?;
             if watching {
-                watch(cluster, resource, target.namespace.clone(), &query)
+                watch(
+                    cluster,
+                    resource,
+                    target.namespace.clone(),
+                    &query,
+                    &request.accept,
+                )
             } else {
-                list(cluster, resource, target.namespace.as_deref(), &query)
+                list(
+                    cluster,
+                    resource,
+                    target.namespace.as_deref(),
+                    &query,
+                    &request.accept,
+                )
             }
         }
         (&Method::GET, Some(name)) => {
@@ -306,6 +319,16 @@ fn resource_request(
             let object = cluster.get(resource, namespace, name)?;
             match sub {
                 Some("scale") => Ok(json_reply(200, &scale_of(&object))),
+                None if tables::wanted(&request.accept) => Ok(json_reply(
+                    200,
+                    &tables::table(
+                        cluster.store(),
+                        resource,
+                        &[object.as_ref()],
+                        json!({"resourceVersion": object["metadata"]["resourceVersion"]}),
+                        query.get("includeObject").map_or("", String::as_str),
+                    ),
+                )),
                 Some("status") | None => Ok(object_reply(200, &object)),
                 Some("log") if is_pods(resource) => super::logs::serve(cluster, &object, &query),
                 Some(other) => Err(ApiError::method_not_allowed(
@@ -521,6 +544,7 @@ fn list(
     resource: &ResourceInfo,
     namespace: Option<&str>,
     query: &HashMap<String, String>,
+    accept: &str,
 ) -> Result<Reply, ApiError> {
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?;
@@ -572,6 +596,17 @@ fn list(
     if let Some(next) = &page.next {
         metadata.insert("continue".into(), json!(encode_continue(next)));
         metadata.insert("remainingItemCount".into(), json!(page.remaining));
+    }
+    if tables::wanted(accept) {
+        let items: Vec<&Value> = page.items.iter().map(AsRef::as_ref).collect();
+        let table = tables::table(
+            cluster.store(),
+            resource,
+            &items,
+            Value::Object(metadata),
+            query.get("includeObject").map_or("", String::as_str),
+        );
+        return Ok(json_reply(200, &table));
     }
     let mut body = Vec::with_capacity(256 + page.items.len() * 512);
     body.extend_from_slice(b"{\"kind\":");
@@ -631,12 +666,38 @@ fn selected_event(
     }
 }
 
+/// How a watch shows each object: as the requested version, or as a one-row Table when the
+/// client asked for Tables (`kubectl get -w`).
+type Shape = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
+
+fn watch_shape(
+    cluster: &Arc<Cluster>,
+    resource: &Arc<ResourceInfo>,
+    query: &HashMap<String, String>,
+    accept: &str,
+) -> Shape {
+    if tables::wanted(accept) {
+        let cluster = Arc::clone(cluster);
+        let resource = Arc::clone(resource);
+        let include = query.get("includeObject").cloned().unwrap_or_default();
+        Arc::new(move |object: &Value| {
+            let metadata = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+            tables::table(cluster.store(), &resource, &[object], metadata, &include)
+        })
+    } else {
+        let api_version = resource.api_version();
+        Arc::new(move |object: &Value| present(object, &api_version))
+    }
+}
+
 fn watch(
-    cluster: &Cluster,
-    resource: &ResourceInfo,
+    cluster: &Arc<Cluster>,
+    resource: &Arc<ResourceInfo>,
     namespace: Option<String>,
     query: &HashMap<String, String>,
+    accept: &str,
 ) -> Result<Reply, ApiError> {
+    let shape = watch_shape(cluster, resource, query, accept);
     let labels = LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))?;
     let fields = FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))?;
     let since = match query.get("resourceVersion").map(String::as_str) {
@@ -652,7 +713,6 @@ fn watch(
         })?),
     };
     let key: Arc<str> = Arc::from(storage_key(resource));
-    let api_version = resource.api_version();
     let filter = {
         let namespace = namespace.clone();
         move |object: &Value| {
@@ -667,7 +727,7 @@ fn watch(
             let lines: Vec<Bytes> = objects
                 .iter()
                 .filter(|o| filter(o))
-                .map(|o| event_line("ADDED", &present(o, &api_version)))
+                .map(|o| event_line("ADDED", &shape(o)))
                 .collect();
             (lines, receiver, version)
         }
@@ -677,7 +737,7 @@ fn watch(
                     .iter()
                     .filter(|c| c.resource == key)
                     .filter_map(|c| selected_event(c, &filter))
-                    .map(|(kind, object)| event_line(kind, &present(&object, &api_version)))
+                    .map(|(kind, object)| event_line(kind, &shape(&object)))
                     .collect();
                 let last = past.last().map_or(since, |c| c.resource_version);
                 (lines, receiver, last)
@@ -692,7 +752,7 @@ fn watch(
     let deadline = tokio::time::Instant::now() + timeout;
     let live = futures::stream::unfold(Some(receiver), move |receiver| {
         let key = Arc::clone(&key);
-        let api_version = api_version.clone();
+        let shape = Arc::clone(&shape);
         let filter = filter.clone();
         async move {
             let mut receiver = receiver?;
@@ -714,7 +774,7 @@ fn watch(
                 let Some((kind, object)) = selected_event(&change, &filter) else {
                     continue;
                 };
-                let line = event_line(kind, &present(&object, &api_version));
+                let line = event_line(kind, &shape(&object));
                 return Some((line, Some(receiver)));
             }
         }

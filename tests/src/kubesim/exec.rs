@@ -340,7 +340,6 @@ impl Session {
         let mut stdin_sender = Some(stdin_sender);
         let mut exit = None;
         let mut output_done = false;
-        let mut client_done = false;
         while exit.is_none() || !output_done {
             tokio::select! {
                 message = outgoing.recv(), if !output_done => match message {
@@ -351,7 +350,7 @@ impl Session {
                     }
                     None => output_done = true,
                 },
-                incoming = source.next(), if !client_done => match incoming {
+                incoming = source.next() => match incoming {
                     Some(Ok(Message::Binary(data))) => match data.first() {
                         Some(&STDIN) => {
                             if let Some(sender) = &stdin_sender {
@@ -364,9 +363,10 @@ impl Session {
                         _ => {}
                     },
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                        // The client is gone (or, on v4, ended stdin by closing).
-                        stdin_sender = None;
-                        client_done = true;
+                        // The client closed the connection (on v4, also how it ends stdin):
+                        // nothing can reach it any more, so the command is killed as the
+                        // guard drops, as kubelet ends an exec whose stream is gone.
+                        return;
                     }
                     Some(Ok(_)) => {}
                 },

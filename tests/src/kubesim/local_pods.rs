@@ -21,19 +21,13 @@ use super::mounts;
 use super::patch::PatchKind;
 use super::pod_status::{self, container_status, containers};
 use super::processes;
+use super::registry::text;
 use super::store::ChangeType;
 
 const PODS: &str = "/pods";
 
 fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// Starts the controller; it ends when kubesim stops.

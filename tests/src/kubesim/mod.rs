@@ -25,6 +25,7 @@ mod resources;
 mod selector;
 mod server;
 mod store;
+mod tables;
 mod tls;
 mod validation;
 mod volumes;

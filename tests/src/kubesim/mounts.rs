@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::Value;
 
+use super::registry::text;
 use super::store::Store;
 use super::volumes::VolumeFolders;
 
@@ -124,13 +125,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MountError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// The container named `container` (or the first one when empty) of `pod`.

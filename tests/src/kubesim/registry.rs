@@ -93,7 +93,8 @@ impl Registry {
     }
 }
 
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+/// The string at a JSON pointer, or `""` when it is absent or not a string.
+pub(crate) fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value
         .pointer(pointer)
         .and_then(Value::as_str)

@@ -586,7 +586,10 @@ async fn jobs_follow_pod_phases_written_later_and_fail_past_their_backoff_limit(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switched_off_controllers_install_and_default_nothing() {
-    let cluster = start_cluster_with("ctl-off", Controllers::none()).await;
+    let cluster = start_cluster_with("ctl-off", |options| {
+        options.controllers = Controllers::none()
+    })
+    .await;
     let c = &cluster;
     let classes = ok(c, &["get", "storageclasses", "-o", "name"]).await;
     assert!(classes.trim().is_empty(), "{classes}");

@@ -409,3 +409,80 @@ async fn a_persistent_cluster_keeps_its_objects_and_credentials_across_restarts(
         "the kubeconfig names the new address"
     );
 }
+
+#[tokio::test]
+async fn exec_requests_are_checked_before_any_upgrade() {
+    let cluster = start_cluster("exec-checks").await;
+    let sim = &cluster.sim;
+    let exec =
+        |pod: &str, query: &str| format!("/api/v1/namespaces/default/pods/{pod}/exec?{query}");
+    let (code, status) = call(
+        sim,
+        Method::GET,
+        &exec("ghost", "command=true&stdout=true"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (404, Some("NotFound"))
+    );
+    assert_eq!(status["message"], "pods \"ghost\" not found");
+
+    let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [
+        {"name": "a", "image": "nginx"}, {"name": "b", "image": "nginx"}
+    ]}});
+    assert_eq!(
+        post(sim, "/api/v1/namespaces/default/pods", pod).await.0,
+        StatusCode::CREATED
+    );
+    for (query, message) in [
+        (
+            "stdout=true&container=a",
+            "you must specify at least one command for the container",
+        ),
+        (
+            "command=true&container=a",
+            "you must specify at least 1 of stdin, stdout, stderr",
+        ),
+        (
+            "command=true&stdout=true",
+            "a container name must be specified for pod web, choose one of: [a b]",
+        ),
+        (
+            "command=true&stdout=true&container=c",
+            "container c is not valid for pod web",
+        ),
+        (
+            "command=true&stdout=true&container=a",
+            "Upgrade request required",
+        ),
+    ] {
+        let (code, status) = call(sim, Method::GET, &exec("web", query), "", None).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{query}: {status}");
+        assert_eq!(status["message"], message, "{query}");
+    }
+    // kubectl's SPDY fallback is refused with a reason.
+    let response = client(sim)
+        .post(format!(
+            "{}{}",
+            sim.url(),
+            exec("web", "command=true&stdout=true&container=a")
+        ))
+        .bearer_auth(sim.token())
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "SPDY/3.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let status: Value = response.json().await.unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("upgrade to SPDY/3.1 is not supported"),
+        "{status}"
+    );
+}

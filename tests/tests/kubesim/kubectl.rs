@@ -755,3 +755,136 @@ async fn every_shared_workload_runs(cluster: &TestCluster) {
     })
     .await;
 }
+
+/// The header and the row of `name` (the first column) in kubectl's table output.
+fn header_and_row(table: &str, name: &str) -> (Vec<String>, Vec<String>) {
+    let rows = rows(table);
+    let row = rows
+        .iter()
+        .find(|row| row.first().map(String::as_str) == Some(name))
+        .unwrap_or_else(|| panic!("{name} in:\n{table}"))
+        .clone();
+    (rows[0].clone(), row)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_prints_the_server_side_tables() {
+    let cluster = start_cluster("kubectl-tables").await;
+    let shop = fixture("shop.yaml");
+    ok(&cluster, &["create", "-f", shop.to_str().unwrap()]).await;
+
+    let (header, row) = header_and_row(
+        &ok(&cluster, &["get", "pods", "-n", "shop", "-o", "wide"]).await,
+        "shop-worker",
+    );
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "IP",
+            "NODE",
+            "NOMINATED",
+            "NODE",
+            "READINESS",
+            "GATES"
+        ]
+    );
+    assert_eq!(row[1..4], ["1/1", "Running", "0"]);
+    assert!(row[4].ends_with('s'), "age {}", row[4]);
+    assert_eq!(row[5..], ["127.0.0.1", "kubesim-node", "<none>", "<none>"]);
+
+    let (header, row) = header_and_row(
+        &ok(&cluster, &["get", "services", "-n", "shop"]).await,
+        "shop-web",
+    );
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ]
+    );
+    assert_eq!(row[1], "ClusterIP");
+    assert!(row[2].starts_with("10.96."), "{row:?}");
+    assert_eq!(row[3], "<none>");
+
+    ok(
+        &cluster,
+        &[
+            "rollout",
+            "status",
+            "deployment/shop-web",
+            "-n",
+            "shop",
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    let (header, row) = header_and_row(
+        &ok(&cluster, &["get", "deployments", "-n", "shop"]).await,
+        "shop-web",
+    );
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert_eq!(&row[1..4], ["2/2", "2", "2"]);
+
+    let (header, row) = header_and_row(
+        &ok(&cluster, &["get", "configmaps", "-n", "shop"]).await,
+        "shop-config",
+    );
+    assert_eq!(header, ["NAME", "DATA", "AGE"]);
+    assert_eq!(row[1], "2");
+
+    let (header, row) = header_and_row(&ok(&cluster, &["get", "namespaces"]).await, "shop");
+    assert_eq!(header, ["NAME", "STATUS", "AGE"]);
+    assert_eq!(row[1], "Active");
+
+    // Kinds without a printer of their own: Name and Created At.
+    let gadgets = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gadgets, singular: gadget, kind: Gadget}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+      additionalPrinterColumns:
+        - {name: Size, type: integer, jsonPath: .spec.size}
+        - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+"#;
+    let applied = kubectl_with_input(&cluster, &["apply", "-f", "-"], Some(gadgets)).await;
+    assert!(applied.success, "{}", applied.stderr);
+    let (header, row) = header_and_row(
+        &ok(&cluster, &["get", "customresourcedefinitions"]).await,
+        "gadgets.example.com",
+    );
+    assert_eq!(header, ["NAME", "CREATED", "AT"]);
+    assert!(row[1].ends_with('Z'), "{row:?}");
+
+    // A custom resource: its additionalPrinterColumns.
+    let gadget = "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g1, namespace: default}\nspec: {size: 7}\n";
+    let created = kubectl_with_input(
+        &cluster,
+        &["apply", "--validate=false", "-f", "-"],
+        Some(gadget),
+    )
+    .await;
+    assert!(created.success, "{}", created.stderr);
+    let (header, row) = header_and_row(&ok(&cluster, &["get", "gadgets"]).await, "g1");
+    assert_eq!(header, ["NAME", "SIZE", "AGE"]);
+    assert_eq!(row[1], "7");
+}

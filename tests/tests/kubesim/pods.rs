@@ -347,6 +347,19 @@ async fn local_image_pods_run_their_command_and_finish_with_its_exit_code() {
         (3, "Error".to_string())
     );
 
+    // A completed pod takes no exec, with the API server's answer.
+    let refused = pods
+        .exec("mover-ok", ["true"], &AttachParams::default())
+        .await
+        .err()
+        .expect("exec into a completed pod is refused");
+    assert!(
+        refused.to_string().contains(
+            "cannot exec into a container in a completed pod; current phase is Succeeded"
+        ),
+        "{refused}"
+    );
+
     // Logs through kubectl and kube-rs.
     assert_eq!(ok(&cluster, &["logs", "mover-ok"]).await, "moving hello\n");
     assert_eq!(
@@ -433,8 +446,31 @@ async fn until_dead(pid: u32) {
     panic!("process {pid} outlived its pod");
 }
 
+/// Execs a shell in pod `app` that runs `sleep` in the background; answers the session and
+/// the pid of the sleep, once it runs.
+async fn exec_sleeper(pods: &Api<Pod>) -> (kube::api::AttachedProcess, u32) {
+    let mut session = pods
+        .exec(
+            "app",
+            ["sh", "-c", "sleep 300 & echo $!; wait"],
+            &AttachParams::default(),
+        )
+        .await
+        .unwrap();
+    let mut stdout = session.stdout().unwrap();
+    let mut line = Vec::new();
+    while !line.ends_with(b"\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(stdout.read(&mut byte).await.unwrap(), 1, "the pid line");
+        line.push(byte[0]);
+    }
+    let pid: u32 = String::from_utf8(line).unwrap().trim().parse().unwrap();
+    assert!(process_alive(pid));
+    (session, pid)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_processes_die_with_their_pod_and_with_kubesim() {
+async fn local_processes_and_exec_sessions_die_with_their_client_pod_and_kubesim() {
     let cluster = mover_cluster("local-kill").await;
     let client = client(&cluster).await;
     let folder = bound_claim(&cluster, &client, "data", "pv-kill").await;
@@ -461,6 +497,25 @@ async fn local_processes_die_with_their_pod_and_with_kubesim() {
         .await
         .unwrap();
     until_dead(pid).await;
+
+    // An exec session's command dies when its client goes away...
+    pods.create(
+        &PostParams::default(),
+        &pod("app", "busybox:1.36", &["sleep", "3600"], "data"),
+    )
+    .await
+    .unwrap();
+    let (session, pid) = exec_sleeper(&pods).await;
+    session.abort();
+    until_dead(pid).await;
+
+    // ...and with its pod, and the client gets its status.
+    let (mut session, pid) = exec_sleeper(&pods).await;
+    let status = session.take_status().unwrap();
+    pods.delete("app", &DeleteParams::default()).await.unwrap();
+    until_dead(pid).await;
+    let status = status.await.expect("a status after the kill");
+    assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"));
 
     pods.create(&PostParams::default(), &sleeper("orphan"))
         .await

@@ -138,9 +138,12 @@ fn status_reason(error: &kube::Error) -> String {
 }
 
 /// The policy for an existing object of `kind`: a namespace or a CRD is never replaced, because
-/// deleting it would delete everything in it (or every object of its type); it is updated.
+/// deleting it would delete everything in it (or every object of its type); it is updated. A
+/// PersistentVolume is never replaced either: it holds its claim's data and cannot go while the
+/// claim is bound (a replaced claim gets a new volume); it is kept.
 fn policy_for(kind: &str, policy: ExistingPolicy) -> ExistingPolicy {
     match (kind, policy) {
+        ("PersistentVolume", ExistingPolicy::Replace) => ExistingPolicy::Keep,
         (
             "Namespace" | "CustomResourceDefinition.apiextensions.k8s.io",
             ExistingPolicy::Replace,
