@@ -165,3 +165,14 @@ pub enum Error {
         problems: Vec<String>,
     },
 }
+
+impl Error {
+    /// Whether trying again later may succeed: the store was unreachable, or a request to it
+    /// failed on the way. Settings, credentials, passphrases and damaged data are not retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. } | Self::Store { .. } | Self::Io { .. }
+        )
+    }
+}

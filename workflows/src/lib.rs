@@ -21,6 +21,7 @@ pub mod location;
 pub mod restore;
 pub mod rule;
 pub mod schedule_policy;
+pub mod services;
 pub mod validate;
 
 pub use entity::events_json as entity_event_json;

@@ -403,33 +403,29 @@ async fn discover(
         .collect())
 }
 
-/// Collects the objects `selection` picks from the cluster into `sink`; `progress` gets the count
-/// of objects collected so far after every page.
-#[tracing::instrument(skip_all, fields(cluster = %cluster.server))]
-pub async fn collect<S: ObjectSink>(
+/// The core `namespaces` resource.
+fn namespaces_type() -> ResourceType {
+    ResourceType {
+        resource: ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            plural: "namespaces".into(),
+        },
+        namespaced: false,
+    }
+}
+
+/// The Namespace objects `selection` picks, and whether it picks every namespace. A namespace
+/// named in the selection that does not exist is an error naming it.
+async fn resolve_namespaces(
     cluster: &ClusterClient,
     selection: &Selection,
-    sink: &mut S,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<CollectSummary, CollectError> {
-    let discovered = discover(cluster).await?;
-    let find = |group: &str, plural: &str| {
-        discovered
-            .iter()
-            .find(|(api, _)| api.group == group && api.plural == plural)
-            .map(|(api, caps)| ResourceType {
-                resource: api.clone(),
-                namespaced: caps.scope == Scope::Namespaced,
-            })
-    };
-    let namespaces_type = find("", "namespaces").ok_or_else(|| CollectError::Malformed {
-        what: "discovery".to_string(),
-        message: "the cluster serves no namespaces".to_string(),
-    })?;
-
+) -> Result<(Vec<Value>, bool), CollectError> {
     // The selected namespaces.
     let (page_tx, mut page_rx) = mpsc::channel(PAGES_QUEUED);
-    list_pages(cluster, &namespaces_type, None, None, &page_tx).await?;
+    list_pages(cluster, &namespaces_type(), None, None, &page_tx).await?;
     drop(page_tx);
     let mut all_namespaces = Vec::new();
     while let Some(page) = page_rx.recv().await {
@@ -471,6 +467,33 @@ pub async fn collect<S: ObjectSink>(
         })
         .collect();
     let every_namespace = selection.namespaces.is_empty() && namespace_filter.is_none();
+    Ok((selected_namespaces, every_namespace))
+}
+
+/// The names of the namespaces `selection` picks (for rules, which run before the collection).
+pub async fn selected_namespaces(
+    cluster: &ClusterClient,
+    selection: &Selection,
+) -> Result<Vec<String>, CollectError> {
+    let (namespaces, _) = resolve_namespaces(cluster, selection).await?;
+    Ok(namespaces
+        .iter()
+        .filter_map(|ns| meta_str(ns, "name").map(str::to_string))
+        .collect())
+}
+
+/// Collects the objects `selection` picks from the cluster into `sink`; `progress` gets the count
+/// of objects collected so far after every page.
+#[tracing::instrument(skip_all, fields(cluster = %cluster.server))]
+pub async fn collect<S: ObjectSink>(
+    cluster: &ClusterClient,
+    selection: &Selection,
+    sink: &mut S,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> Result<CollectSummary, CollectError> {
+    let discovered = discover(cluster).await?;
+    let namespaces_type = namespaces_type();
+    let (selected_namespaces, every_namespace) = resolve_namespaces(cluster, selection).await?;
     let namespace_names: BTreeSet<String> = selected_namespaces
         .iter()
         .filter_map(|ns| meta_str(ns, "name").map(str::to_string))

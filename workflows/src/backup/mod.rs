@@ -5,6 +5,7 @@ pub mod collect;
 pub mod hooks;
 pub mod spec;
 pub mod volumes;
+pub mod workflow;
 
 pub use collect::{ClaimRef, CollectError, CollectSummary, CollectedObject, ObjectSink, collect};
 pub use spec::{BackupSpec, ClusterResources, Selection, VolumeMode};

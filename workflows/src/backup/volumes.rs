@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -291,9 +293,9 @@ pub async fn run_mover(
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": secret_name, "namespace": job.namespace, "labels": labels(job.owner)},
         "type": "Opaque",
-        "stringData": {"STOWAGE_LOCATION": job.location_json,
-                       "STOWAGE_PASSPHRASE": job.passphrase,
-                       "STOWAGE_MOVER_CONCURRENCY": settings.concurrency.to_string()}
+        "data": {"STOWAGE_LOCATION": BASE64.encode(job.location_json),
+                 "STOWAGE_PASSPHRASE": BASE64.encode(job.passphrase),
+                 "STOWAGE_MOVER_CONCURRENCY": BASE64.encode(settings.concurrency.to_string())}
     });
     cluster
         .create_or_get(&path("", "v1", Some(job.namespace), "secrets"), &secret)

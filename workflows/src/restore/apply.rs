@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::order;
-use super::transform::kind_key;
+use super::transform::{RESTORE_LABEL, kind_key};
 use crate::cluster::ClusterClient;
 
 /// Objects created at once within one rank.
@@ -266,6 +266,13 @@ impl<'c> Applier<'c> {
         };
         match create(body.clone()).await {
             Ok(_) => result(&object, Outcome::Created, None),
+            Err(error)
+                if is_code(&error, 409)
+                    && self.made_by_this_restore(&path, &name, &object).await =>
+            {
+                // An earlier attempt of this restore created it before the process stopped.
+                result(&object, Outcome::Created, None)
+            }
             Err(error) if is_code(&error, 409) => match policy_for(&kind, self.policy) {
                 ExistingPolicy::Keep => result(
                     &object,
@@ -290,6 +297,26 @@ impl<'c> Applier<'c> {
                 },
             },
             Err(error) => result(&object, Outcome::Failed, Some(status_reason(&error))),
+        }
+    }
+
+    /// Whether the existing object of this name carries this restore's label.
+    async fn made_by_this_restore(&self, path: &str, name: &str, object: &Value) -> bool {
+        let label = |o: &Value| {
+            o.pointer("/metadata/labels")
+                .and_then(|labels| labels.get(RESTORE_LABEL))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let Some(ours) = label(object) else {
+            return false;
+        };
+        let Ok(request) = kube::core::Request::new(path).get(name, &Default::default()) else {
+            return false;
+        };
+        match self.cluster.client.request::<Value>(request).await {
+            Ok(existing) => label(&existing).as_deref() == Some(ours.as_str()),
+            Err(_) => false,
         }
     }
 

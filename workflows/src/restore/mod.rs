@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod order;
 pub mod transform;
+pub mod workflow;
 
 pub use apply::{Applier, ExistingPolicy, ObjectResult, Outcome};
 pub use transform::{RESTORE_LABEL, Skip, TransformOptions, prepare};

@@ -1,0 +1,95 @@
+//! What the backup and restore workflows' steps need from the rest of the server: the entities
+//! (to resolve the clusters, locations and rules a run names), how data-mover Jobs are made, the
+//! background rule actions running in this process, and the waits the steps allow. Every lookup
+//! turns a missing or invalid entity into a permanent step error naming it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stowage_engine::StepError;
+
+use crate::backup::hooks::BackgroundActions;
+use crate::backup::volumes::MoverSettings;
+use crate::cluster::{ClusterClient, ClusterSpec};
+use crate::entity::{Entities, Kind, Record};
+use crate::location::LocationSpec;
+use crate::rule::RuleSpec;
+use crate::storage::Repository;
+
+/// The workflows' view of the server.
+#[derive(Debug)]
+pub struct Services {
+    /// Clusters, locations, rules and the rest.
+    pub entities: Entities,
+    /// How data-mover Jobs are made.
+    pub mover: MoverSettings,
+    /// Background rule actions running in this process.
+    pub background: BackgroundActions,
+    /// How long a snapshot may take to become ready.
+    pub snapshot_timeout: Duration,
+}
+
+impl Services {
+    /// Services over `entities` with default mover settings.
+    pub fn new(entities: Entities) -> Arc<Self> {
+        Arc::new(Self {
+            entities,
+            mover: MoverSettings::default(),
+            background: BackgroundActions::default(),
+            snapshot_timeout: Duration::from_secs(600),
+        })
+    }
+
+    fn record(&self, kind: Kind, id: &str) -> Result<Record, StepError> {
+        self.entities
+            .get(kind, id)
+            .map_err(|err| StepError::retryable(format!("reading {} {id}: {err}", kind.as_str())))?
+            .ok_or_else(|| StepError::permanent(format!("{} {id} does not exist", kind.as_str())))
+    }
+
+    /// Connects to cluster `id`.
+    pub async fn cluster(&self, id: &str) -> Result<ClusterClient, StepError> {
+        let record = self.record(Kind::Cluster, id)?;
+        let spec = ClusterSpec::parse(&record.spec).map_err(|problems| {
+            StepError::permanent(format!("cluster {id} has an invalid spec: {problems:?}"))
+        })?;
+        spec.connect()
+            .await
+            .map_err(|err| StepError::permanent(format!("cluster {id}: {err}")))
+    }
+
+    /// Location `id`'s settings.
+    pub fn location(&self, id: &str) -> Result<LocationSpec, StepError> {
+        let record = self.record(Kind::Location, id)?;
+        LocationSpec::parse(&record.spec).map_err(|problems| {
+            StepError::permanent(format!("location {id} has an invalid spec: {problems:?}"))
+        })
+    }
+
+    /// Opens (or creates) location `id`'s repository.
+    pub async fn repository(&self, id: &str) -> Result<(LocationSpec, Repository), StepError> {
+        let location = self.location(id)?;
+        let repository = location.repository().await.map_err(|err| {
+            let message = format!("location {id}: {err}");
+            if err.is_retryable() {
+                StepError::retryable(message)
+            } else {
+                StepError::permanent(message)
+            }
+        })?;
+        Ok((location, repository))
+    }
+
+    /// Rules `ids`, in order.
+    pub fn rules(&self, ids: &[String]) -> Result<Vec<(String, RuleSpec)>, StepError> {
+        ids.iter()
+            .map(|id| {
+                let record = self.record(Kind::Rule, id)?;
+                let spec = RuleSpec::parse(&record.spec).map_err(|problems| {
+                    StepError::permanent(format!("rule {id} has an invalid spec: {problems:?}"))
+                })?;
+                Ok((id.clone(), spec))
+            })
+            .collect()
+    }
+}
