@@ -3,7 +3,8 @@
 //! background rule actions running in this process, and the waits the steps allow. Every lookup
 //! turns a missing or invalid entity into a permanent step error naming it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stowage_engine::StepError;
@@ -27,6 +28,9 @@ pub struct Services {
     pub background: BackgroundActions,
     /// How long a snapshot may take to become ready.
     pub snapshot_timeout: Duration,
+    /// Repositories opened, by location id and version: opening derives the key (Argon2id),
+    /// which is slow on purpose.
+    repositories: Mutex<HashMap<(String, u64), Repository>>,
 }
 
 impl Services {
@@ -37,6 +41,7 @@ impl Services {
             mover: MoverSettings::default(),
             background: BackgroundActions::default(),
             snapshot_timeout: Duration::from_secs(600),
+            repositories: Mutex::new(HashMap::new()),
         })
     }
 
@@ -60,15 +65,32 @@ impl Services {
 
     /// Location `id`'s settings.
     pub fn location(&self, id: &str) -> Result<LocationSpec, StepError> {
-        let record = self.record(Kind::Location, id)?;
-        LocationSpec::parse(&record.spec).map_err(|problems| {
-            StepError::permanent(format!("location {id} has an invalid spec: {problems:?}"))
-        })
+        self.location_version(id).map(|(spec, _)| spec)
     }
 
-    /// Opens (or creates) location `id`'s repository.
+    fn location_version(&self, id: &str) -> Result<(LocationSpec, u64), StepError> {
+        let record = self.record(Kind::Location, id)?;
+        let spec = LocationSpec::parse(&record.spec).map_err(|problems| {
+            StepError::permanent(format!("location {id} has an invalid spec: {problems:?}"))
+        })?;
+        Ok((spec, record.version))
+    }
+
+    fn cached(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Repository>> {
+        // A plain map of opened repositories: consistent whatever panicked while it was held.
+        self.repositories
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens (or creates) location `id`'s repository; kept open for later steps until the
+    /// location changes.
     pub async fn repository(&self, id: &str) -> Result<(LocationSpec, Repository), StepError> {
-        let location = self.location(id)?;
+        let (location, version) = self.location_version(id)?;
+        let key = (id.to_string(), version);
+        if let Some(repository) = self.cached().get(&key) {
+            return Ok((location, repository.clone()));
+        }
         let repository = location.repository().await.map_err(|err| {
             let message = format!("location {id}: {err}");
             if err.is_retryable() {
@@ -77,6 +99,7 @@ impl Services {
                 StepError::permanent(message)
             }
         })?;
+        self.cached().insert(key, repository.clone());
         Ok((location, repository))
     }
 

@@ -2,6 +2,7 @@
 //! selection, and how collected objects come back in another cluster or the same one.
 
 mod collect;
+mod end_to_end;
 mod restore;
 
 use std::collections::BTreeSet;

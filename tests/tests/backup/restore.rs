@@ -245,7 +245,10 @@ async fn objects_come_back_in_another_cluster_and_in_the_same_one() {
     assert_eq!(pv["spec"]["claimRef"]["namespace"], "shop-copy");
 
     // Again over what is there: kept, then updated.
-    let options = TransformOptions { restore_id: "r-1b".into(), ..options };
+    let options = TransformOptions {
+        restore_id: "r-1b".into(),
+        ..options
+    };
     let again = restore(&target, &backed_up, &options, ExistingPolicy::Keep).await;
     assert!(
         again.iter().all(|r| r.outcome == Outcome::Skipped),
@@ -257,14 +260,20 @@ async fn objects_come_back_in_another_cluster_and_in_the_same_one() {
             object["data"]["max_connections"] = json!("200");
         }
     }
-    let options = TransformOptions { restore_id: "r-1c".into(), ..options };
+    let options = TransformOptions {
+        restore_id: "r-1c".into(),
+        ..options
+    };
     let updated = restore(&target, &changed, &options, ExistingPolicy::Update).await;
     assert!(
         updated
             .iter()
             .any(|r| r.outcome == Outcome::Updated && r.name == "db-config")
     );
-    let options = TransformOptions { restore_id: "r-1d".into(), ..options };
+    let options = TransformOptions {
+        restore_id: "r-1d".into(),
+        ..options
+    };
     let replaced = restore(&target, &backed_up, &options, ExistingPolicy::Replace).await;
     assert!(
         replaced
