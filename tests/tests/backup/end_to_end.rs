@@ -418,3 +418,100 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
     );
     no_temporaries(&target_client, "shop-copy").await;
 }
+
+/// `Kind namespace/name` of every object a collection of the whole cluster finds.
+async fn identities(cluster: &ClusterClient) -> std::collections::BTreeSet<String> {
+    let spec = BackupSpec::parse(&json!({"cluster": "c", "location": "l"})).unwrap();
+    let mut kept = super::Kept::default();
+    stowage_workflows::backup::collect(cluster, &spec.selection(), &mut kept, &mut |_| {})
+        .await
+        .unwrap();
+    kept.0
+        .iter()
+        .filter(|o| {
+            let object: Value = serde_json::from_slice(&o.body).unwrap();
+            stowage_workflows::restore::prepare(object, &Default::default()).is_ok()
+        })
+        .map(|o| {
+            format!(
+                "{} {}/{}",
+                o.kind,
+                o.namespace.as_deref().unwrap_or(""),
+                o.name
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
+    let source = start("apps-source").await;
+    if crate::kubesim::kubectl::apply_shared_apps(&source)
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let target = start("apps-target").await;
+    let source_client = connect(&source).await;
+    let target_client = connect(&target).await;
+
+    let server = Server::start();
+    let source_id = server
+        .register(Kind::Cluster, "source", kubeconfig(&source).await)
+        .await;
+    let target_id = server
+        .register(Kind::Cluster, "target", kubeconfig(&target).await)
+        .await;
+    let bucket = tempfile::tempdir().unwrap();
+    let location = server
+        .register(
+            Kind::Location,
+            "local",
+            json!({
+                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
+                "passphrase": "correct horse battery"
+            }),
+        )
+        .await;
+    // Objects only: some apps' volumes are host paths of nodes that do not exist here.
+    let spec = BackupSpec::parse(&json!({
+        "cluster": source_id, "location": location, "volumes": "skip"
+    }))
+    .unwrap();
+    let outputs = server
+        .run(
+            BACKUP_WORKFLOW,
+            serde_json::to_value(BackupInput {
+                backup: "apps".into(),
+                name: "apps".into(),
+                spec,
+            })
+            .unwrap(),
+        )
+        .await;
+    let collected = outputs["collect"]["summary"]["objects"].as_u64().unwrap();
+    assert!(collected > 100, "{collected} objects collected");
+
+    let input = RestoreInput {
+        restore: "r-apps".into(),
+        spec: RestoreSpec::parse(
+            &json!({"backup": "apps", "location": location, "cluster": target_id}),
+        )
+        .unwrap(),
+    };
+    let outputs = server
+        .run(RESTORE_WORKFLOW, serde_json::to_value(input).unwrap())
+        .await;
+    let results = stowage_workflows::restore::workflow::results(&outputs);
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+
+    let expected = identities(&source_client).await;
+    let restored = identities(&target_client).await;
+    let missing: Vec<&String> = expected.difference(&restored).collect();
+    assert!(missing.is_empty(), "not restored: {missing:#?}");
+}

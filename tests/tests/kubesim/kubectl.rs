@@ -465,12 +465,11 @@ async fn ensure_namespace(cluster: &TestCluster, namespace: &str) {
     assert!(output.success, "namespace {namespace}: {}", output.stderr);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_applies_every_shared_app() {
-    let Some(apps) = shared_testdata("apps") else {
-        return;
-    };
-    let cluster = start_cluster("kubectl-apps").await;
+/// Applies every app under `../shared/testdata/apps` with kubectl (CRDs first), checking
+/// kubectl's output for each file; the number of files applied, or `None` when the shared data
+/// is absent.
+pub async fn apply_shared_apps(cluster: &TestCluster) -> Option<usize> {
+    let apps = shared_testdata("apps")?;
     let mut app_dirs: Vec<_> = std::fs::read_dir(&apps)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -499,7 +498,7 @@ async fn kubectl_applies_every_shared_app() {
             let objects: Vec<Value> = docs.iter().cloned().chain(listed).collect();
             for object in &objects {
                 if let Some(namespace) = object["metadata"]["namespace"].as_str() {
-                    ensure_namespace(&cluster, namespace).await;
+                    ensure_namespace(cluster, namespace).await;
                 }
             }
             if docs.iter().all(|d| d["kind"] == "CustomResourceDefinition") {
@@ -517,7 +516,7 @@ async fn kubectl_applies_every_shared_app() {
         if is_list {
             args.push("--validate=false");
         }
-        let output = kubectl(&cluster, &args).await;
+        let output = kubectl(cluster, &args).await;
         // OpenShift kinds are custom resources without their CRDs here, as on any
         // cluster that is not OpenShift: kubectl reports them and applies the rest.
         let unexpected: Vec<&str> = output
@@ -547,6 +546,15 @@ async fn kubectl_applies_every_shared_app() {
         );
         applied_files += 1;
     }
+    Some(applied_files)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_every_shared_app() {
+    let cluster = start_cluster("kubectl-apps").await;
+    let Some(applied_files) = apply_shared_apps(&cluster).await else {
+        return;
+    };
     assert!(
         applied_files >= 40,
         "every file of every shared app was applied ({applied_files})"

@@ -5,7 +5,7 @@ mod controllers;
 mod discovery;
 mod http_api;
 mod kube_rs;
-mod kubectl;
+pub mod kubectl;
 mod pods;
 mod volumes;
 

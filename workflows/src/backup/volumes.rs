@@ -163,7 +163,12 @@ pub async fn snapshot_claims(
     };
     let stem = temporary_stem(owner);
     let mut copies = Vec::new();
-    for (index, claim) in claims.iter().enumerate() {
+    // A claim not bound to a volume holds no data yet: there is nothing to copy.
+    for (index, claim) in claims
+        .iter()
+        .enumerate()
+        .filter(|(_, claim)| claim.volume_name.is_some())
+    {
         let volume = format!("{}.{}", claim.namespace, claim.name);
         let driver = match &claim.volume_name {
             Some(pv) => cluster
