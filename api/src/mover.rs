@@ -63,6 +63,10 @@ pub enum MoverCommand {
         /// the same backup and volume, rewritten as files complete, removed at the end.
         #[arg(long, env = "STOWAGE_MOVER_CHECKPOINT")]
         checkpoint: Option<PathBuf>,
+        /// An earlier finalized backup of the same volume: files unchanged since are not read
+        /// again (an incremental backup). A checkpoint found in `--checkpoint` wins over it.
+        #[arg(long, env = "STOWAGE_MOVER_PARENT")]
+        parent: Option<String>,
     },
     /// Restores one volume of a backup (or one path of it) into a folder.
     Restore {
@@ -115,9 +119,10 @@ pub async fn execute(command: MoverCommand) -> Summary {
             init,
             staged,
             checkpoint,
+            parent,
         } => (
             "backup",
-            backup_cmd(volume, path, init, staged, checkpoint).await,
+            backup_cmd(volume, path, init, staged, checkpoint, parent).await,
         ),
         MoverCommand::Restore {
             volume,
@@ -170,6 +175,7 @@ async fn backup_cmd(
     init: bool,
     staged: bool,
     checkpoint_file: Option<PathBuf>,
+    parent: Option<String>,
 ) -> Result<serde_json::Value, String> {
     let repo = open(&args, init).await?;
     let options = BackupOptions {
@@ -180,10 +186,19 @@ async fn backup_cmd(
         name: volume.clone(),
         path: path.clone(),
     };
-    let resume = match &checkpoint_file {
+    let mut resume = match &checkpoint_file {
         Some(file) => checkpoint::read(file)?,
         None => None,
     };
+    if resume.is_none()
+        && let Some(parent) = &parent
+    {
+        resume = Some(
+            repo.checkpoint_from_parent(parent, &backup, &volume)
+                .await
+                .map_err(|err| format!("parent backup `{parent}`: {err}"))?,
+        );
+    }
     let save = |state: &VolumeCheckpoint| {
         if let Some(file) = &checkpoint_file
             && let Err(err) = checkpoint::write(file, state)
@@ -277,6 +292,7 @@ mod tests {
             init: true,
             staged: false,
             checkpoint: None,
+            parent: None,
         };
         assert_eq!(run(backup).await, 0);
         let target = tempfile::tempdir().unwrap();
@@ -328,6 +344,7 @@ mod tests {
             init: true,
             staged: true,
             checkpoint: Some(checkpoint.clone()),
+            parent: None,
         };
         let summary = execute(backup).await;
         assert!(summary.ok, "{summary:?}");

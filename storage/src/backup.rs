@@ -237,6 +237,24 @@ impl Repository {
         .await
     }
 
+    /// A checkpoint for backing up volume `volume` of backup `backup` made from the same
+    /// volume of finalized backup `parent`: given to [`Repository::backup_volume`] as `resume`,
+    /// it makes an incremental backup, where files unchanged since `parent` are not read.
+    pub async fn checkpoint_from_parent(
+        &self,
+        parent: &str,
+        backup: &str,
+        volume: &str,
+    ) -> Result<VolumeCheckpoint> {
+        names::check_name("backup id", backup)?;
+        let tree = self.volume_tree(parent, volume).await?;
+        Ok(VolumeCheckpoint {
+            backup: backup.into(),
+            volume: volume.into(),
+            entries: tree.entries,
+        })
+    }
+
     /// Fails with [`Error::AlreadyFinalized`] when the backup has a manifest.
     pub(crate) async fn refuse_finalized(&self, backup: &str) -> Result<()> {
         match self.manifest(backup).await {

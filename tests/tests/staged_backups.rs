@@ -377,3 +377,69 @@ fn walkdir(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+#[tokio::test]
+async fn an_incremental_backup_from_a_parent_reads_only_the_changed_files() {
+    let source = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        std::fs::write(
+            source.path().join(format!("f{i}.bin")),
+            noise(600_000, 300 + i),
+        )
+        .unwrap();
+    }
+    for backend in backends("parent").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let volume = VolumeSource {
+            name: "v".into(),
+            path: source.path().to_path_buf(),
+        };
+        repo.backup(
+            "b1",
+            "first",
+            std::slice::from_ref(&volume),
+            &options(),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+        let changed = source.path().join("f2.bin");
+        std::fs::write(&changed, noise(600_000, 999)).unwrap();
+        let parent = repo.checkpoint_from_parent("b1", "b2", "v").await.unwrap();
+        let summary = repo
+            .backup_volume("b2", &volume, &options(), Some(&parent), &|_| {}, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                summary.progress.files_unchanged,
+                summary.progress.bytes_read
+            ),
+            (3, 600_000),
+            "{name}: {:?}",
+            summary.progress
+        );
+        repo.finalize_backup("b2", "second", BTreeMap::new())
+            .await
+            .unwrap();
+        let target = tempfile::tempdir().unwrap();
+        repo.restore("b2", "v", target.path(), None, 4)
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(target.path().join("f2.bin")).unwrap()
+                == std::fs::read(&changed).unwrap(),
+            "{name}"
+        );
+        let err = repo
+            .checkpoint_from_parent("missing", "b3", "v")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no manifest"), "{name}: {err}");
+        // Restore the source for the next backend.
+        std::fs::write(&changed, noise(600_000, 302)).unwrap();
+    }
+}
