@@ -515,3 +515,111 @@ async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
     let missing: Vec<&String> = expected.difference(&restored).collect();
     assert!(missing.is_empty(), "not restored: {missing:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_run_around_the_snapshot_in_order() {
+    let cluster = start("e2e-rules").await;
+    let client = connect(&cluster).await;
+    deploy_app(&client.client).await;
+    let folder = claim_folder(&cluster, &client, "shop", "data").await;
+    std::fs::write(folder.join("table.dat"), b"rows").unwrap();
+    eventually("the database pod running", || async {
+        let pods = client
+            .list("/api/v1/namespaces/shop/pods", "app=db")
+            .await
+            .ok()?;
+        pods.iter()
+            .any(|p| p.pointer("/status/phase") == Some(&json!("Running")))
+            .then_some(())
+    })
+    .await;
+
+    let server = Server::start();
+    let cluster_id = server
+        .register(Kind::Cluster, "c", kubeconfig(&cluster).await)
+        .await;
+    let bucket = tempfile::tempdir().unwrap();
+    let location = server
+        .register(
+            Kind::Location,
+            "local",
+            json!({
+                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
+                "passphrase": "correct horse battery"
+            }),
+        )
+        .await;
+    // The pre-rule flushes, then holds a lock (a file) for as long as its session lives; the
+    // post-rule records that it ran.
+    let pre = server
+        .register(Kind::Rule, "quiesce", json!({
+            "pod_selector": {"matchLabels": {"app": "db"}},
+            "actions": [
+                {"command": ["sh", "-c", "echo flushed > /var/lib/db/FLUSHED"]},
+                {"command": ["sh", "-c", "touch /var/lib/db/LOCKED; cat; rm -f /var/lib/db/LOCKED"],
+                 "background": true}
+            ]
+        }))
+        .await;
+    let post = server
+        .register(
+            Kind::Rule,
+            "resume",
+            json!({
+                "pod_selector": {"matchLabels": {"app": "db"}},
+                "actions": [{"command": ["sh", "-c", "echo resumed > /var/lib/db/RESUMED"]}]
+            }),
+        )
+        .await;
+    let spec = BackupSpec::parse(&json!({
+        "cluster": cluster_id, "location": location, "namespaces": ["shop"],
+        "pre_rules": [pre], "post_rules": [post]
+    }))
+    .unwrap();
+    let outputs = server
+        .run(
+            BACKUP_WORKFLOW,
+            serde_json::to_value(BackupInput {
+                backup: "ruled".into(),
+                name: "ruled".into(),
+                spec,
+            })
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(outputs["pre_rules"][1]["background"], true, "{outputs:?}");
+    assert_eq!(
+        outputs["post_rules"]["background_ended"],
+        json!([outputs["pre_rules"][1]["pod"]])
+    );
+    assert!(
+        outputs["snapshot"][0]["snapshot"].is_string(),
+        "the volume was snapshotted: {outputs:?}"
+    );
+
+    // What the backup holds: the flush and the lock (the background action ran during the
+    // snapshot), not the post-rule's mark (it ran after the snapshot).
+    let restored = tempfile::tempdir().unwrap();
+    let repository = stowage_workflows::location::LocationSpec::parse(&json!({
+        "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
+        "passphrase": "correct horse battery"
+    }))
+    .unwrap()
+    .repository()
+    .await
+    .unwrap();
+    repository
+        .restore("ruled", "shop.data", restored.path(), None, 4)
+        .await
+        .unwrap();
+    let backed_up = files(restored.path());
+    assert_eq!(backed_up["FLUSHED"], b"flushed\n");
+    assert!(backed_up.contains_key("LOCKED"), "{:?}", backed_up.keys());
+    assert!(!backed_up.contains_key("RESUMED"), "{:?}", backed_up.keys());
+    assert_eq!(std::fs::read(folder.join("RESUMED")).unwrap(), b"resumed\n");
+    // Ending the background action closed its stdin: it cleaned up after itself.
+    eventually("the lock released", || async {
+        (!folder.join("LOCKED").exists()).then_some(())
+    })
+    .await;
+}
