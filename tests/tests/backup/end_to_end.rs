@@ -239,6 +239,28 @@ async fn deploy_app(client: &kube::Client) {
     })).await;
 }
 
+/// A local-folder location in `root`, under `prefix`.
+fn local_location(root: &Path, prefix: &str) -> Value {
+    json!({
+        "location": {"kind": {"type": "local", "root": root}, "prefix": prefix},
+        "passphrase": "correct horse battery"
+    })
+}
+
+/// Waits until a pod labelled `app=db` in `shop` runs.
+async fn database_running(client: &ClusterClient) {
+    eventually("the database pod running", || async {
+        let pods = client
+            .list("/api/v1/namespaces/shop/pods", "app=db")
+            .await
+            .ok()?;
+        pods.iter()
+            .any(|p| p.pointer("/status/phase") == Some(&json!("Running")))
+            .then_some(())
+    })
+    .await;
+}
+
 async fn no_temporaries(client: &ClusterClient, namespace: &str) {
     for path in [
         format!("/apis/batch/v1/namespaces/{namespace}/jobs"),
@@ -267,16 +289,7 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
     std::fs::create_dir_all(folder.join("base")).unwrap();
     std::fs::write(folder.join("base/table.dat"), vec![7u8; 300_000]).unwrap();
     std::fs::write(folder.join("PG_VERSION"), b"17\n").unwrap();
-    eventually("the database pod running", || async {
-        let pods = source_client
-            .list("/api/v1/namespaces/shop/pods", "app=db")
-            .await
-            .ok()?;
-        pods.iter()
-            .any(|p| p.pointer("/status/phase") == Some(&json!("Running")))
-            .then_some(())
-    })
-    .await;
+    database_running(&source_client).await;
 
     let server = Server::start();
     let source_id = server
@@ -290,10 +303,7 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
         .register(
             Kind::Location,
             "local",
-            json!({
-                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": "repo"},
-                "passphrase": "correct horse battery"
-            }),
+            local_location(bucket.path(), "repo"),
         )
         .await;
     let rule = server
@@ -465,14 +475,7 @@ async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
         .await;
     let bucket = tempfile::tempdir().unwrap();
     let location = server
-        .register(
-            Kind::Location,
-            "local",
-            json!({
-                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
-                "passphrase": "correct horse battery"
-            }),
-        )
+        .register(Kind::Location, "local", local_location(bucket.path(), ""))
         .await;
     // Objects only: some apps' volumes are host paths of nodes that do not exist here.
     let spec = BackupSpec::parse(&json!({
@@ -523,16 +526,7 @@ async fn rules_run_around_the_snapshot_in_order() {
     deploy_app(&client.client).await;
     let folder = claim_folder(&cluster, &client, "shop", "data").await;
     std::fs::write(folder.join("table.dat"), b"rows").unwrap();
-    eventually("the database pod running", || async {
-        let pods = client
-            .list("/api/v1/namespaces/shop/pods", "app=db")
-            .await
-            .ok()?;
-        pods.iter()
-            .any(|p| p.pointer("/status/phase") == Some(&json!("Running")))
-            .then_some(())
-    })
-    .await;
+    database_running(&client).await;
 
     let server = Server::start();
     let cluster_id = server
@@ -540,14 +534,7 @@ async fn rules_run_around_the_snapshot_in_order() {
         .await;
     let bucket = tempfile::tempdir().unwrap();
     let location = server
-        .register(
-            Kind::Location,
-            "local",
-            json!({
-                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
-                "passphrase": "correct horse battery"
-            }),
-        )
+        .register(Kind::Location, "local", local_location(bucket.path(), ""))
         .await;
     // The pre-rule flushes, then holds a lock (a file) for as long as its session lives; the
     // post-rule records that it ran.
@@ -600,14 +587,12 @@ async fn rules_run_around_the_snapshot_in_order() {
     // What the backup holds: the flush and the lock (the background action ran during the
     // snapshot), not the post-rule's mark (it ran after the snapshot).
     let restored = tempfile::tempdir().unwrap();
-    let repository = stowage_workflows::location::LocationSpec::parse(&json!({
-        "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": ""},
-        "passphrase": "correct horse battery"
-    }))
-    .unwrap()
-    .repository()
-    .await
-    .unwrap();
+    let repository =
+        stowage_workflows::location::LocationSpec::parse(&local_location(bucket.path(), ""))
+            .unwrap()
+            .repository()
+            .await
+            .unwrap();
     repository
         .restore("ruled", "shop.data", restored.path(), None, 4)
         .await

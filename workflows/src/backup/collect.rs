@@ -37,22 +37,9 @@ const NEVER_BACKED_UP: [(&str, &str); 5] = [
     ("storage.k8s.io", "volumeattachments"),
 ];
 
-/// One object as collected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectedObject {
-    /// API group (`""` for core).
-    pub group: String,
-    /// Version it was read at.
-    pub version: String,
-    /// Kind.
-    pub kind: String,
-    /// Namespace, for namespaced objects.
-    pub namespace: Option<String>,
-    /// Name.
-    pub name: String,
-    /// The object as JSON, with `apiVersion` and `kind`.
-    pub body: Vec<u8>,
-}
+/// One object as collected: the repository's record of it (group, version, kind, namespace,
+/// name, and the body as JSON with `apiVersion` and `kind`).
+pub type CollectedObject = crate::storage::ResourceRecord;
 
 /// Where collected objects go (the backup's resource pack).
 pub trait ObjectSink: Send {

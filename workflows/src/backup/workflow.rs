@@ -15,7 +15,7 @@ use super::hooks::{self, ActionOutcome};
 use super::spec::{BackupSpec, VolumeMode};
 use super::volumes::{self, MoverJob, VolumeCopy, VolumeError};
 use crate::services::Services;
-use crate::storage::{ResourceRecord, ResourceWriter, ResourcesSummary};
+use crate::storage::{ResourceWriter, ResourcesSummary};
 
 /// The workflow type's name.
 pub const BACKUP_WORKFLOW: &str = "backup";
@@ -94,14 +94,7 @@ struct PackSink(ResourceWriter);
 impl ObjectSink for PackSink {
     async fn put(&mut self, object: CollectedObject) -> Result<(), CollectError> {
         self.0
-            .add(ResourceRecord {
-                group: object.group,
-                version: object.version,
-                kind: object.kind,
-                namespace: object.namespace,
-                name: object.name,
-                body: object.body,
-            })
+            .add(object)
             .await
             .map_err(|err| CollectError::Sink(err.to_string()))
     }
