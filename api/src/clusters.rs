@@ -1,11 +1,15 @@
 //! The routes of a registered cluster beyond its record: `GET /v1/clusters/{id}/status`, the
-//! live probe (reachable and which Kubernetes, or why not — an answer, never a 500).
+//! live probe (reachable and which Kubernetes, or why not — an answer, never a 500), and
+//! `GET /v1/clusters/{id}/resources`, the application view users pick backups from.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
 use stowage_workflows::cluster::ClusterSpec;
-use stowage_workflows::entity::{Entities, Kind, ShareLevel};
+use stowage_workflows::entity::{Entities, Kind, Record, ShareLevel};
+use stowage_workflows::inventory::{Inventory, InventoryError, InventoryQuery, inventory};
+use stowage_workflows::labels::LabelSelector;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -74,15 +78,91 @@ pub(crate) async fn status(
     principal: Principal,
     id: String,
 ) -> Result<Response, ApiError> {
-    let record = existing(&entities, Kind::Cluster, &id)?;
-    authz::require(&principal, &record, ShareLevel::View)?;
+    let (_, spec) = visible_cluster(&entities, &principal, &id)?;
+    let probe = probe(&spec).await;
+    Ok(warp::reply::with_status(warp::reply::json(&probe), StatusCode::OK).into_response())
+}
+
+/// The cluster `id` with its spec, if `principal` may see it.
+fn visible_cluster(
+    entities: &Entities,
+    principal: &Principal,
+    id: &str,
+) -> Result<(Record, ClusterSpec), ApiError> {
+    let record = existing(entities, Kind::Cluster, id)?;
+    authz::require(principal, &record, ShareLevel::View)?;
     let spec = ClusterSpec::parse(&record.spec).map_err(|problems| {
         ApiError::internal(&format!(
             "the stored spec of cluster `{id}` is invalid: {problems:?}"
         ))
     })?;
-    let probe = probe(&spec).await;
-    Ok(warp::reply::with_status(warp::reply::json(&probe), StatusCode::OK).into_response())
+    Ok((record, spec))
+}
+
+/// Reads `namespace`, `labelSelector` and `kind` (comma-separated), naming a wrong one.
+fn inventory_query(query: &HashMap<String, String>) -> Result<InventoryQuery, ApiError> {
+    let mut parsed = InventoryQuery::default();
+    for (name, value) in query {
+        match name.as_str() {
+            "namespace" => {
+                parsed.namespace = Some(value.clone()).filter(|namespace| !namespace.is_empty())
+            }
+            "labelSelector" => {
+                parsed.selector = LabelSelector::parse(value).map_err(|err| {
+                    ApiError::bad_parameter("labelSelector", format!("`labelSelector`: {err}"))
+                })?;
+                parsed.selector_text = value.clone();
+            }
+            "kind" => {
+                parsed.kinds = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|kind| !kind.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            other => {
+                return Err(ApiError::bad_parameter(
+                    other,
+                    format!(
+                        "unknown parameter `{other}`; this route takes namespace, labelSelector and kind"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// The live resources of a cluster, by namespace and kind.
+#[utoipa::path(get, path = "/v1/clusters/{id}/resources", tag = "clusters",
+    params(("id" = String, Path),
+           ("namespace" = Option<String>, Query, description = "Only this namespace"),
+           ("labelSelector" = Option<String>, Query, description = "Only objects whose labels match, e.g. `app=shop,tier!=cache`"),
+           ("kind" = Option<String>, Query, description = "Only these kinds, comma-separated (`Deployment` or `deployments`)")),
+    responses((status = 200, description = "{namespaces: [{namespace, kinds: [{group, version, kind, count, items: [{name, labels}]}]}]}"),
+              (status = 400, description = "A parameter is wrong; details name it", body = ApiError),
+              (status = 404, description = "No cluster you may see", body = ApiError),
+              (status = 503, description = "The cluster cannot be reached", body = ApiError)))]
+pub(crate) async fn resources(
+    entities: Entities,
+    principal: Principal,
+    id: String,
+    query: HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    let query = inventory_query(&query)?;
+    let (record, spec) = visible_cluster(&entities, &principal, &id)?;
+    let client = spec
+        .connect()
+        .await
+        .map_err(|err| ApiError::unavailable(format!("cluster `{}`: {err}", record.name)))?;
+    let found: Inventory = inventory(&client, &query).await.map_err(|err| match err {
+        InventoryError::UnknownKind(_) => ApiError::bad_parameter("kind", err.to_string()),
+        InventoryError::Api { .. } => {
+            ApiError::unavailable(format!("cluster `{}`: {err}", record.name))
+        }
+    })?;
+    Ok(warp::reply::with_status(warp::reply::json(&found), StatusCode::OK).into_response())
 }
 
 /// The cluster routes beyond the generic entity routes.
@@ -90,15 +170,28 @@ pub fn routes(
     entities: Entities,
     principal: impl Filter<Extract = (Principal,), Error = Rejection> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("v1" / "clusters" / String / "status")
+    let with = move || {
+        let entities = entities.clone();
+        warp::any().map(move || entities.clone())
+    };
+    let status = warp::path!("v1" / "clusters" / String / "status")
         .and(warp::get())
+        .and(with())
+        .and(principal.clone())
+        .and_then(|id, entities, principal| async move {
+            status(entities, principal, id)
+                .await
+                .map_err(ApiError::reject)
+        });
+    let resources = warp::path!("v1" / "clusters" / String / "resources")
+        .and(warp::get())
+        .and(with())
         .and(principal)
-        .and_then(move |id: String, principal: Principal| {
-            let entities = entities.clone();
-            async move {
-                status(entities, principal, id)
-                    .await
-                    .map_err(ApiError::reject)
-            }
-        })
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(|id, entities, principal, query| async move {
+            resources(entities, principal, id, query)
+                .await
+                .map_err(ApiError::reject)
+        });
+    status.or(resources).unify()
 }

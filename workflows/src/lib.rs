@@ -16,6 +16,7 @@ pub mod backup;
 pub mod cluster;
 pub mod credential;
 pub mod entity;
+pub mod inventory;
 pub mod kube_ops;
 pub mod labels;
 pub mod location;

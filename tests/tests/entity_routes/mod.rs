@@ -4,6 +4,7 @@
 
 mod clusters;
 mod locations;
+mod resources;
 
 use std::sync::{Arc, Mutex};
 
