@@ -70,14 +70,7 @@ fn start_server(data_dir: &Path) -> Server {
 }
 
 fn stowage(config: &Path, args: &[&str]) -> Output {
-    Command::new(STOWAGE)
-        .args(args)
-        .env("STOWAGE_CONFIG", config)
-        .env_remove("STOWAGE_SERVER")
-        .env_remove("STOWAGE_TOKEN")
-        .env("STOWAGE_LOG", "warn")
-        .output()
-        .unwrap()
+    stowage_with_env(config, args, &[])
 }
 
 fn stdout(output: &Output) -> String {
@@ -252,6 +245,8 @@ fn completion_scripts_are_printed_for_each_shell() {
     }
 }
 
+/// Runs `stowage ARGS` with its own configuration file, no server, token or passphrase from the
+/// caller's environment, and `env` added.
 fn stowage_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(STOWAGE)
         .args(args)
