@@ -128,7 +128,7 @@ impl AuditQuery {
 pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
     let shown = stowage_engine::workflow_event_json(event)
         .or_else(|| stowage_workflows::entity_event_json(event));
-    let payload = match shown {
+    let mut payload = match shown {
         Some(Ok(value)) => value,
         Some(Err(err)) => {
             tracing::warn!(stream = %event.stream, seq = event.seq, error = %err, "cannot show an event");
@@ -136,6 +136,7 @@ pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
         }
         None => serde_json::Value::Null,
     };
+    stowage_workflows::redact::redact(&mut payload);
     AuditEvent {
         global_seq: event.global_seq,
         stream: event.stream.clone(),

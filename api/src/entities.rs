@@ -1,5 +1,5 @@
-//! The REST routes of entities (`/v1/rules` now; clusters, locations and credentials join with
-//! their validation): create, list, get, update and delete with optimistic concurrency, and
+//! The REST routes of entities (`/v1/clusters`, `/v1/locations`, `/v1/credentials`, `/v1/rules`,
+//! `/v1/schedule-policies`): create, list, get, update and delete with optimistic concurrency, and
 //! sharing. Handlers validate the spec, check authorization, and hand the command to
 //! `stowage_workflows::entity`.
 
@@ -7,9 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use serde::Deserialize;
+use stowage_workflows::cluster::ClusterSpec;
+use stowage_workflows::credential::{self, CredentialSpec};
 use stowage_workflows::entity::{
     Entities, EntityError, Kind, ListQuery, NewEntity, Page, Record, Share, ShareLevel,
 };
+use stowage_workflows::redact;
+use stowage_workflows::storage::Error as StorageError;
 use stowage_workflows::validate::{FieldError, Problems, check_name};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -61,38 +65,71 @@ pub struct SharesBody {
     pub shares: Vec<Share>,
 }
 
-/// Checks and normalizes the spec of `kind` (defaults filled in).
+fn to_spec(value: impl serde::Serialize) -> Result<serde_json::Value, Vec<FieldError>> {
+    serde_json::to_value(value).map_err(|err| {
+        vec![FieldError {
+            field: "spec".into(),
+            message: err.to_string(),
+        }]
+    })
+}
+
+/// Checks and normalizes the spec of `kind` (defaults filled in) as far as the spec alone tells.
 fn validate_spec(
     kind: Kind,
     spec: &serde_json::Value,
 ) -> Result<serde_json::Value, Vec<FieldError>> {
     match kind {
-        Kind::Rule => {
-            let rule = stowage_workflows::rule::RuleSpec::parse(spec)?;
-            serde_json::to_value(rule).map_err(|err| {
-                vec![FieldError {
-                    field: "spec".into(),
-                    message: err.to_string(),
-                }]
-            })
-        }
+        Kind::Rule => to_spec(stowage_workflows::rule::RuleSpec::parse(spec)?),
         Kind::SchedulePolicy => {
             let policy = stowage_workflows::schedule_policy::SchedulePolicySpec::parse(spec)?;
-            serde_json::to_value(policy.spec()).map_err(|err| {
-                vec![FieldError {
-                    field: "spec".into(),
-                    message: err.to_string(),
-                }]
-            })
+            to_spec(policy.spec())
         }
-        other => Err(vec![FieldError {
-            field: "kind".into(),
-            message: format!(
-                "{} cannot be registered through this route yet",
-                other.as_str()
-            ),
-        }]),
+        Kind::Cluster => to_spec(ClusterSpec::parse(spec)?),
+        Kind::Credential => to_spec(CredentialSpec::parse(spec)?),
+        // Checked against its store by `checked_spec`.
+        Kind::Location => Ok(spec.clone()),
     }
+}
+
+/// Checks the spec of `kind` as [`validate_spec`] does, and a location's against its store: the
+/// credential it names must be one `principal` may see, and the store must take a probe object's
+/// write, read, list and delete.
+async fn checked_spec(
+    kind: Kind,
+    spec: &serde_json::Value,
+    entities: &Entities,
+    principal: &Principal,
+) -> Result<serde_json::Value, ApiError> {
+    let spec = validate_spec(kind, spec).map_err(invalid)?;
+    if kind != Kind::Location {
+        return Ok(spec);
+    }
+    let credential = match credential::named_credential(&spec) {
+        None => None,
+        Some(id) => match entities.get(Kind::Credential, id).map_err(entity_error)? {
+            Some(record) if authz::require(principal, &record, ShareLevel::View).is_ok() => {
+                Some(CredentialSpec::parse(&record.spec).map_err(invalid)?)
+            }
+            _ => None,
+        },
+    };
+    let location = credential::resolve(&spec, credential.as_ref()).map_err(invalid)?;
+    if let Err(err) = location.location.validate().await {
+        let reason = match &err {
+            StorageError::Credentials { .. } => "wrong_credentials",
+            StorageError::MissingBucket { .. } => "missing_bucket",
+            StorageError::Unreachable { .. } => "unreachable",
+            StorageError::InvalidLocation { .. } => "invalid_setting",
+            _ => "probe_failed",
+        };
+        let secrets = redact::secret_values(&serde_json::to_value(&location).unwrap_or_default());
+        let message = redact::scrub(&err.to_string(), &secrets);
+        tracing::info!(reason, error = %message, "location refused");
+        return Err(ApiError::invalid("spec.location", message)
+            .with_details(serde_json::json!({ "field": "spec.location", "reason": reason })));
+    }
+    Ok(spec)
 }
 
 fn invalid(problems: Vec<FieldError>) -> ApiError {
@@ -132,10 +169,11 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
 /// Upcoming runs shown with a schedule policy.
 const NEXT_RUNS_SHOWN: usize = 3;
 
-/// A record as the API shows it: for schedule policies, with `next_runs` (RFC 3339, UTC)
-/// computed now.
+/// A record as the API shows it: secrets redacted, and for schedule policies with `next_runs`
+/// (RFC 3339, UTC) computed now.
 fn shown(record: &Record) -> serde_json::Value {
     let mut value = serde_json::to_value(record).unwrap_or_default();
+    redact::redact(&mut value["spec"]);
     if record.kind == Kind::SchedulePolicy
         && let Ok(policy) =
             stowage_workflows::schedule_policy::SchedulePolicySpec::parse(&record.spec)
@@ -161,7 +199,7 @@ fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
-fn existing(entities: &Entities, kind: Kind, id: &str) -> Result<Record, ApiError> {
+pub(crate) fn existing(entities: &Entities, kind: Kind, id: &str) -> Result<Record, ApiError> {
     entities
         .get(kind, id)
         .map_err(entity_error)?
@@ -179,7 +217,7 @@ async fn create(
     let mut problems = Problems::default();
     check_name(&mut problems, "name", &body.name);
     problems.finish().map_err(invalid)?;
-    let spec = validate_spec(kind, &body.spec).map_err(invalid)?;
+    let spec = checked_spec(kind, &body.spec, &entities, &principal).await?;
     let record = entities
         .create(
             NewEntity {
@@ -273,7 +311,9 @@ async fn update(
     let record = existing(&entities, kind, &id)?;
     authz::require(&principal, &record, ShareLevel::Full)?;
     let body: UpdateBody = parse_body(&body)?;
-    let spec = validate_spec(kind, &body.spec).map_err(invalid)?;
+    let mut spec = body.spec;
+    redact::keep_unchanged_secrets(&mut spec, &record.spec);
+    let spec = checked_spec(kind, &spec, &entities, &principal).await?;
     let record = entities
         .update(
             kind,
@@ -402,6 +442,27 @@ entity_route_docs!(
     "/v1/rules",
     "/v1/rules/{id}",
     "/v1/rules/{id}/shares"
+);
+entity_route_docs!(
+    cluster_docs,
+    "clusters",
+    "/v1/clusters",
+    "/v1/clusters/{id}",
+    "/v1/clusters/{id}/shares"
+);
+entity_route_docs!(
+    location_docs,
+    "locations",
+    "/v1/locations",
+    "/v1/locations/{id}",
+    "/v1/locations/{id}/shares"
+);
+entity_route_docs!(
+    credential_docs,
+    "credentials",
+    "/v1/credentials",
+    "/v1/credentials/{id}",
+    "/v1/credentials/{id}/shares"
 );
 entity_route_docs!(
     schedule_policy_docs,

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod cli;
+pub mod clusters;
 pub mod entities;
 pub mod error;
 pub mod metrics;

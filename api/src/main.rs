@@ -35,6 +35,16 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Completion { shell } => cli::completion(shell),
+        Command::Cluster { command } => {
+            cli::entities::run("clusters", command, cli::entities::cluster_add).await?
+        }
+        Command::Location { command } => {
+            cli::entities::run("locations", command, cli::entities::location_add).await?
+        }
+        Command::Credential { command } => {
+            cli::entities::run("credentials", command, cli::entities::credential_add).await?
+        }
+        Command::Resources(args) => cli::entities::resources(args).await?,
     }
     Ok(())
 }

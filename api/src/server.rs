@@ -20,6 +20,7 @@ use crate::auth::{
     AuthError, Authenticator, Bootstrap, BootstrapError, BootstrapToken, OidcConfig, OidcVerifier,
     Principal, RoleMapping,
 };
+use crate::clusters;
 use crate::entities;
 use crate::error::{self, ApiError};
 use crate::metrics::{Metrics, metrics_reply, route_template};
@@ -179,6 +180,25 @@ pub fn routes(
                 last_event_id,
             )
         });
+    let clusters = entities::routes(
+        Kind::Cluster,
+        "clusters",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
+    let cluster_state = clusters::routes(state.entities.clone(), principal(state.auth.clone()));
+    let locations = entities::routes(
+        Kind::Location,
+        "locations",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
+    let credentials = entities::routes(
+        Kind::Credential,
+        "credentials",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
     let rules = entities::routes(
         Kind::Rule,
         "rules",
@@ -210,6 +230,10 @@ pub fn routes(
         .or(openapi)
         .or(events)
         .or(whoami)
+        .or(cluster_state)
+        .or(clusters)
+        .or(locations)
+        .or(credentials)
         .or(rules)
         .or(schedule_policies)
         .recover(error::recover)

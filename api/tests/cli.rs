@@ -47,10 +47,10 @@ fn start_server(data_dir: &Path) -> Server {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut url = None;
     let mut token = None;
-    for line in stderr.lines() {
+    for line in stderr.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix("stowage server listening on ") {
             url = Some(rest.trim().to_string());
@@ -59,6 +59,9 @@ fn start_server(data_dir: &Path) -> Server {
             break;
         }
     }
+    // Keep reading what the server logs later (e.g. a cluster that cannot be reached), so that
+    // its writes never meet a closed pipe.
+    std::thread::spawn(move || stderr.for_each(drop));
     Server {
         child,
         url: url.expect("the server printed its address"),
@@ -67,14 +70,7 @@ fn start_server(data_dir: &Path) -> Server {
 }
 
 fn stowage(config: &Path, args: &[&str]) -> Output {
-    Command::new(STOWAGE)
-        .args(args)
-        .env("STOWAGE_CONFIG", config)
-        .env_remove("STOWAGE_SERVER")
-        .env_remove("STOWAGE_TOKEN")
-        .env("STOWAGE_LOG", "warn")
-        .output()
-        .unwrap()
+    stowage_with_env(config, args, &[])
 }
 
 fn stdout(output: &Output) -> String {
@@ -246,5 +242,161 @@ fn completion_scripts_are_printed_for_each_shell() {
         let script = stdout(&stowage(&config, &["completion", shell]));
         assert!(script.contains(marker), "{shell}");
         assert!(script.contains("events"), "{shell} completes subcommands");
+    }
+}
+
+/// Runs `stowage ARGS` with its own configuration file, no server, token or passphrase from the
+/// caller's environment, and `env` added.
+fn stowage_with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(STOWAGE)
+        .args(args)
+        .env("STOWAGE_CONFIG", config)
+        .env_remove("STOWAGE_SERVER")
+        .env_remove("STOWAGE_TOKEN")
+        .env_remove("STOWAGE_PASSPHRASE")
+        .envs(env.iter().copied())
+        .env("STOWAGE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn clusters_locations_and_credentials_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli").join("config.toml");
+    let server = start_server(&dir.path().join("data"));
+    stdout(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", &server.token],
+    ));
+
+    // A cluster whose API server is down: registered, its status says so.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: admin\n  user: {token: cli-token-marker}\ncontexts:\n- name: down\n  context: {cluster: down, user: admin}\ncurrent-context: down\n",
+    )
+    .unwrap();
+    let added = stdout(&stowage(
+        &config,
+        &[
+            "cluster",
+            "add",
+            "down",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+        ],
+    ));
+    assert!(added.contains("unreachable"), "{added}");
+    assert!(!added.contains("cli-token-marker"), "{added}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["cluster", "get", "down", "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        (&shown["spec"]["kubeconfig"], &shown["status"]["reachable"]),
+        (&serde_json::json!("<redacted>"), &serde_json::json!(false))
+    );
+    let wrong = stderr(&stowage(
+        &config,
+        &[
+            "cluster",
+            "add",
+            "bad",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "nope",
+        ],
+    ));
+    assert!(wrong.contains("spec.context"), "{wrong}");
+
+    // A local location, the passphrase from the environment; then from a file.
+    let folder = dir.path().join("backups");
+    std::fs::create_dir_all(&folder).unwrap();
+    let missing = stderr(&stowage_with_env(
+        &config,
+        &[
+            "location",
+            "add",
+            "local",
+            "--local",
+            folder.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(missing.contains("--passphrase-file"), "{missing}");
+    stdout(&stowage_with_env(
+        &config,
+        &[
+            "location",
+            "add",
+            "local",
+            "--local",
+            folder.to_str().unwrap(),
+        ],
+        &[("STOWAGE_PASSPHRASE", "cli-passphrase-marker")],
+    ));
+    let passphrase = dir.path().join("passphrase");
+    std::fs::write(&passphrase, "another-passphrase-marker\n").unwrap();
+    let absent = stderr(&stowage(
+        &config,
+        &[
+            "location",
+            "add",
+            "gone",
+            "--local",
+            "/nonexistent/stowage",
+            "--passphrase-file",
+            passphrase.to_str().unwrap(),
+        ],
+    ));
+    assert!(absent.contains("spec.location.root"), "{absent}");
+    let listed = stdout(&stowage(&config, &["location", "list", "-o", "yaml"]));
+    assert!(listed.contains("name: local"), "{listed}");
+
+    // A credential, shown redacted; removed by name.
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "cli-secret-marker").unwrap();
+    stdout(&stowage(
+        &config,
+        &[
+            "credential",
+            "add",
+            "keys",
+            "--type",
+            "s3",
+            "--access-key-id",
+            "AK",
+            "--secret-file",
+            secret.to_str().unwrap(),
+        ],
+    ));
+    let table = stdout(&stowage(&config, &["credential", "list"]));
+    assert!(
+        table.contains("keys") && table.contains("<redacted>"),
+        "{table}"
+    );
+    stdout(&stowage(&config, &["credential", "remove", "keys"]));
+    let gone = stderr(&stowage(&config, &["credential", "get", "keys"]));
+    assert!(gone.contains("stowage credential list"), "{gone}");
+
+    // The application view of a cluster that is down names the problem.
+    let down = stderr(&stowage(&config, &["resources", "--cluster", "down"]));
+    assert!(down.contains("down"), "{down}");
+
+    let events = stdout(&stowage(
+        &config,
+        &["events", "-o", "json", "--limit", "1000"],
+    ));
+    for marker in [
+        "cli-token-marker",
+        "cli-passphrase-marker",
+        "another-passphrase-marker",
+        "cli-secret-marker",
+    ] {
+        assert!(!events.contains(marker), "{marker} in the audit stream");
+        assert!(!listed.contains(marker) && !table.contains(marker));
     }
 }

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod backup;
+mod entity_routes;
 mod kubesim;
 mod locations;
 mod meta_routes;

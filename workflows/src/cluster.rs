@@ -138,11 +138,16 @@ impl ClusterSpec {
 }
 
 impl ClusterClient {
-    /// Asks the API server for its version: the cluster is reachable and accepts our credentials.
+    /// Asks the API server for its version, then lists one namespace: the cluster is reachable
+    /// and accepts our credentials (`/version` alone answers anyone).
     pub async fn probe(&self) -> Result<ClusterStatus, ClusterError> {
         let info = self
             .client
             .apiserver_version()
+            .await
+            .map_err(|source| self.api_error(source))?;
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .list_metadata(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|source| self.api_error(source))?;
         Ok(ClusterStatus {

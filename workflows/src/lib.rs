@@ -14,10 +14,13 @@ pub use stowage_storage as storage;
 
 pub mod backup;
 pub mod cluster;
+pub mod credential;
 pub mod entity;
+pub mod inventory;
 pub mod kube_ops;
 pub mod labels;
 pub mod location;
+pub mod redact;
 pub mod restore;
 pub mod rule;
 pub mod schedule_policy;

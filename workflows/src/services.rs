@@ -70,9 +70,8 @@ impl Services {
 
     fn location_version(&self, id: &str) -> Result<(LocationSpec, u64), StepError> {
         let record = self.record(Kind::Location, id)?;
-        let spec = LocationSpec::parse(&record.spec).map_err(|problems| {
-            StepError::permanent(format!("location {id} has an invalid spec: {problems:?}"))
-        })?;
+        let spec = crate::credential::resolve_location(&self.entities, &record.spec)
+            .map_err(|err| StepError::permanent(format!("location {id}: {err}")))?;
         Ok((spec, record.version))
     }
 

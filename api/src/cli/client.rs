@@ -132,6 +132,37 @@ impl Client {
             })
     }
 
+    /// Sends `method` to `path` with a JSON `body`; the JSON answer, `null` when it has none.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.server));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = self.send(request, path).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|err| ClientError::Unexpected {
+                url: format!("{}{path}", self.server),
+                reason: err.to_string(),
+            })?;
+        if text.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|err| ClientError::Unexpected {
+            url: format!("{}{path}", self.server),
+            reason: err.to_string(),
+        })
+    }
+
     /// GETs `path` as server-sent events and yields each event's data, parsed as JSON.
     pub async fn follow<T: DeserializeOwned>(
         &self,

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod entities;
 pub mod output;
 
 use std::io::Write;
@@ -71,6 +72,26 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
+    /// Registers, lists, shows (with live status) and removes clusters.
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: entities::EntityCommand<entities::ClusterAdd>,
+    },
+    /// Registers, lists, shows and removes backup locations (validated against their store).
+    Location {
+        /// What to do.
+        #[command(subcommand)]
+        command: entities::EntityCommand<entities::LocationAdd>,
+    },
+    /// Registers, lists, shows and removes cloud credentials that locations name.
+    Credential {
+        /// What to do.
+        #[command(subcommand)]
+        command: entities::EntityCommand<entities::CredentialAdd>,
+    },
+    /// Lists a cluster's live resources by namespace and kind: what a backup can pick.
+    Resources(entities::ResourcesArgs),
     /// Works on a stopped server's database.
     Admin {
         /// What to do.
@@ -181,7 +202,7 @@ pub fn client(flags: &ClientFlags) -> Result<Client, CliError> {
     Ok(Client::new(&server, token)?)
 }
 
-fn print(text: &str) -> Result<(), CliError> {
+pub(crate) fn print(text: &str) -> Result<(), CliError> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", text.trim_end()).map_err(|err| CliError::Output(err.to_string()))
 }

@@ -4,7 +4,7 @@
 mod controllers;
 mod discovery;
 mod http_api;
-mod kube_rs;
+pub mod kube_rs;
 pub mod kubectl;
 mod pods;
 mod volumes;

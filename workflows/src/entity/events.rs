@@ -58,7 +58,8 @@ impl EventPayload for Deleted {
     const VERSION: u16 = 1;
 }
 
-/// The payload of an entity event as JSON, for the audit stream; `None` for other kinds.
+/// The payload of an entity event as JSON, for the audit stream, secrets redacted; `None` for
+/// other kinds.
 pub fn events_json(
     event: &stowage_engine::RecordedEvent,
 ) -> Option<stowage_engine::Result<serde_json::Value>> {
@@ -73,6 +74,7 @@ pub fn events_json(
         {
             *spec = parsed;
         }
+        crate::redact::redact(&mut value);
         Ok(value)
     }
     Some(match event.kind.as_str() {

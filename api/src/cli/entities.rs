@@ -1,0 +1,427 @@
+//! The CLI commands of clusters, locations and credentials (`add`, `list`, `get`, `remove`) and
+//! `stowage resources`, the application view of a cluster. Entities are named by name or id;
+//! secrets are read from files or the environment, never from the command line.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::output::{self, Format};
+use super::{CliError, ClientFlags, client, print};
+
+/// The commands every one of these kinds has.
+#[derive(Debug, Subcommand)]
+pub enum EntityCommand<A: Args> {
+    /// Registers one.
+    Add(A),
+    /// Lists those you may see.
+    List {
+        /// Client flags.
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Shows one (a cluster with its live status).
+    Get {
+        /// Its name or id.
+        name: String,
+        /// Client flags.
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+    /// Removes one.
+    Remove {
+        /// Its name or id.
+        name: String,
+        /// Client flags.
+        #[command(flatten)]
+        client: ClientFlags,
+    },
+}
+
+/// `stowage cluster add`.
+#[derive(Debug, Args)]
+pub struct ClusterAdd {
+    /// Its name.
+    pub name: String,
+    /// The kubeconfig file to reach it with.
+    #[arg(long, required_unless_present = "in_cluster")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The cluster the server runs in, through its service account.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub in_cluster: bool,
+    /// Client flags.
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// `stowage location add`: one store kind, a prefix, and the passphrase from
+/// `--passphrase-file` or `STOWAGE_PASSPHRASE`.
+#[derive(Debug, Args)]
+pub struct LocationAdd {
+    /// Its name.
+    pub name: String,
+    /// A folder on the server's file system.
+    #[arg(long, conflicts_with_all = ["s3_bucket"])]
+    pub local: Option<std::path::PathBuf>,
+    /// An S3 bucket.
+    #[arg(long)]
+    pub s3_bucket: Option<String>,
+    /// The S3 region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// An S3-compatible endpoint (`http://host:port`), with path-style addressing.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// The S3 access key id (its secret from `STOWAGE_SECRET_ACCESS_KEY`), unless --credential.
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// A registered credential (name or id) holding the keys.
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// A folder inside the bucket.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// A file holding the repository passphrase (else `STOWAGE_PASSPHRASE`).
+    #[arg(long)]
+    pub passphrase_file: Option<std::path::PathBuf>,
+    /// Client flags.
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// `stowage credential add`: an S3 key (secret from `--secret-file`), an Azure key or SAS, or a
+/// GCS service-account key file.
+#[derive(Debug, Args)]
+pub struct CredentialAdd {
+    /// Its name.
+    pub name: String,
+    /// The store type: s3, azure or gcs.
+    #[arg(long = "type", value_parser = ["s3", "azure", "gcs"])]
+    pub store_type: String,
+    /// The S3 access key id.
+    #[arg(long)]
+    pub access_key_id: Option<String>,
+    /// A file with the secret: the S3 secret key, the Azure account key, or the GCS key JSON.
+    #[arg(long)]
+    pub secret_file: std::path::PathBuf,
+    /// The Azure secret is a SAS token, not an account key.
+    #[arg(long)]
+    pub sas: bool,
+    /// Client flags.
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+/// `stowage resources`.
+#[derive(Debug, Args)]
+pub struct ResourcesArgs {
+    /// The cluster (name or id).
+    #[arg(long)]
+    pub cluster: String,
+    /// Only this namespace.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Only objects whose labels match, e.g. `app=shop`.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Only these kinds, comma-separated.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Client flags.
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        CliError::Usage(format!("cannot read {what} from {}: {err}", path.display()))
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn env_secret(variable: &str, hint: &str) -> Result<String, CliError> {
+    std::env::var(variable)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .ok_or_else(|| CliError::Usage(format!("{hint} (or set {variable})")))
+}
+
+/// The id of the `plural` entity named `name` (or with that id).
+async fn find(
+    client: &super::client::Client,
+    plural: &str,
+    name: &str,
+) -> Result<String, CliError> {
+    let list = client
+        .call(Method::GET, &format!("/v1/{plural}?limit=1000"), None)
+        .await?;
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let matching: Vec<&Value> = items
+        .iter()
+        .filter(|item| item["id"] == name || item["name"] == name)
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one["id"].as_str().unwrap_or_default().to_string()),
+        [] => Err(CliError::Usage(format!(
+            "no {plural} named `{name}` that you may see; `stowage {} list` shows them",
+            plural.trim_end_matches('s')
+        ))),
+        _ => Err(CliError::Usage(format!(
+            "several {plural} are named `{name}`; give the id (see `stowage {} list`)",
+            plural.trim_end_matches('s')
+        ))),
+    }
+}
+
+fn records_table(records: &[Value], status: Option<&Value>) -> comfy_table::Table {
+    let mut table = output::table(&["name", "id", "owner", "version", "spec"]);
+    for record in records {
+        table.add_row(vec![
+            record["name"].as_str().unwrap_or_default().to_string(),
+            record["id"].as_str().unwrap_or_default().to_string(),
+            record["owner"].as_str().unwrap_or_default().to_string(),
+            record["version"].to_string(),
+            output::short_json(&record["spec"], 60),
+        ]);
+    }
+    if let Some(status) = status {
+        table.add_row(vec![format!(
+            "status: {}",
+            if status["reachable"] == true {
+                format!(
+                    "reachable, Kubernetes {}",
+                    status["version"].as_str().unwrap_or_default()
+                )
+            } else {
+                format!(
+                    "unreachable: {}",
+                    status["error"].as_str().unwrap_or_default()
+                )
+            }
+        )]);
+    }
+    table
+}
+
+fn show(
+    format: Format,
+    value: &Value,
+    table: impl FnOnce(&Value) -> comfy_table::Table,
+) -> Result<(), CliError> {
+    print(&output::render(format, value, table).map_err(CliError::Output)?)
+}
+
+/// Runs a list, get or remove of `plural`, or creates the record `add` gives.
+pub async fn run<A: Args>(
+    plural: &str,
+    command: EntityCommand<A>,
+    add: impl AsyncFnOnce(A) -> Result<(ClientFlags, Value), CliError>,
+) -> Result<(), CliError> {
+    match command {
+        EntityCommand::Add(args) => {
+            let (flags, body) = add(args).await?;
+            let client = client(&flags)?;
+            let mut record = client
+                .call(Method::POST, &format!("/v1/{plural}"), Some(&body))
+                .await?;
+            let mut status = None;
+            if plural == "clusters" {
+                let id = record["id"].as_str().unwrap_or_default().to_string();
+                let probe = client
+                    .call(Method::GET, &format!("/v1/clusters/{id}/status"), None)
+                    .await?;
+                record["status"] = probe.clone();
+                status = Some(probe);
+            }
+            show(flags.output, &record, |record| {
+                records_table(std::slice::from_ref(record), status.as_ref())
+            })
+        }
+        EntityCommand::List { client: flags } => {
+            let list = client(&flags)?
+                .call(Method::GET, &format!("/v1/{plural}?limit=1000"), None)
+                .await?;
+            show(flags.output, &list["items"], |items| {
+                records_table(
+                    items.as_array().map(Vec::as_slice).unwrap_or_default(),
+                    None,
+                )
+            })
+        }
+        EntityCommand::Get {
+            name,
+            client: flags,
+        } => {
+            let client = client(&flags)?;
+            let id = find(&client, plural, &name).await?;
+            let mut record = client
+                .call(Method::GET, &format!("/v1/{plural}/{id}"), None)
+                .await?;
+            let mut status = None;
+            if plural == "clusters" {
+                let probe = client
+                    .call(Method::GET, &format!("/v1/clusters/{id}/status"), None)
+                    .await?;
+                record["status"] = probe.clone();
+                status = Some(probe);
+            }
+            show(flags.output, &record, |record| {
+                records_table(std::slice::from_ref(record), status.as_ref())
+            })
+        }
+        EntityCommand::Remove {
+            name,
+            client: flags,
+        } => {
+            let client = client(&flags)?;
+            let id = find(&client, plural, &name).await?;
+            client
+                .call(Method::DELETE, &format!("/v1/{plural}/{id}"), None)
+                .await?;
+            print(&format!(
+                "removed {} `{name}` ({id})",
+                plural.trim_end_matches('s')
+            ))
+        }
+    }
+}
+
+/// The create body of `stowage cluster add`.
+pub async fn cluster_add(args: ClusterAdd) -> Result<(ClientFlags, Value), CliError> {
+    let mut spec = json!({});
+    if args.in_cluster {
+        spec["in_cluster"] = json!(true);
+    }
+    if let Some(path) = &args.kubeconfig {
+        spec["kubeconfig"] = json!(read_secret(path, "the kubeconfig")?);
+    }
+    if let Some(context) = &args.context {
+        spec["context"] = json!(context);
+    }
+    Ok((args.client, json!({"name": args.name, "spec": spec})))
+}
+
+/// The create body of `stowage location add`.
+pub async fn location_add(args: LocationAdd) -> Result<(ClientFlags, Value), CliError> {
+    let passphrase = match &args.passphrase_file {
+        Some(path) => read_secret(path, "the passphrase")?,
+        None => env_secret(
+            "STOWAGE_PASSPHRASE",
+            "give the repository passphrase with --passphrase-file",
+        )?,
+    };
+    let mut spec = json!({"passphrase": passphrase});
+    let kind = match (&args.local, &args.s3_bucket) {
+        (Some(root), None) => json!({"type": "local", "root": root}),
+        (None, Some(bucket)) => {
+            let mut kind = json!({"type": "s3", "bucket": bucket, "region": args.region});
+            if let Some(endpoint) = &args.endpoint {
+                kind["endpoint"] = json!(endpoint);
+                kind["path_style"] = json!(true);
+            }
+            match (&args.credential, &args.access_key_id) {
+                (Some(credential), None) => {
+                    let client = client(&args.client)?;
+                    spec["credential"] = json!(find(&client, "credentials", credential).await?);
+                }
+                (None, Some(key)) => {
+                    kind["access_key_id"] = json!(key);
+                    kind["secret_access_key"] = json!(env_secret(
+                        "STOWAGE_SECRET_ACCESS_KEY",
+                        "give the S3 secret key in STOWAGE_SECRET_ACCESS_KEY, or register a credential with `stowage credential add` and pass --credential"
+                    )?);
+                }
+                _ => {
+                    return Err(CliError::Usage(
+                        "give --access-key-id (secret in STOWAGE_SECRET_ACCESS_KEY) or --credential NAME".into(),
+                    ));
+                }
+            }
+            kind
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give one store: --local PATH or --s3-bucket BUCKET".into(),
+            ));
+        }
+    };
+    spec["location"] = json!({"kind": kind, "prefix": args.prefix});
+    Ok((args.client, json!({"name": args.name, "spec": spec})))
+}
+
+/// The create body of `stowage credential add`.
+pub async fn credential_add(args: CredentialAdd) -> Result<(ClientFlags, Value), CliError> {
+    let secret = read_secret(&args.secret_file, "the secret")?;
+    let spec = match args.store_type.as_str() {
+        "s3" => json!({
+            "type": "s3",
+            "access_key_id": args.access_key_id.ok_or_else(|| CliError::Usage("an s3 credential needs --access-key-id".into()))?,
+            "secret_access_key": secret,
+        }),
+        "azure" if args.sas => json!({"type": "azure", "auth": {"sas": secret}}),
+        "azure" => json!({"type": "azure", "auth": {"access_key": secret}}),
+        _ => json!({"type": "gcs", "service_account_key": secret}),
+    };
+    Ok((args.client, json!({"name": args.name, "spec": spec})))
+}
+
+/// `stowage resources`.
+pub async fn resources(args: ResourcesArgs) -> Result<(), CliError> {
+    let client = client(&args.client)?;
+    let id = find(&client, "clusters", &args.cluster).await?;
+    let pairs: Vec<(&str, &String)> = [
+        ("namespace", &args.namespace),
+        ("labelSelector", &args.selector),
+        ("kind", &args.kind),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.as_ref().map(|value| (name, value)))
+    .collect();
+    let query = reqwest::Url::parse_with_params("http://query/", &pairs)
+        .map_err(|err| CliError::Usage(err.to_string()))?
+        .query()
+        .unwrap_or_default()
+        .to_string();
+    let view = client
+        .call(
+            Method::GET,
+            &format!("/v1/clusters/{id}/resources?{query}"),
+            None,
+        )
+        .await?;
+    show(args.client.output, &view, |view| {
+        let mut table = output::table(&["namespace", "kind", "count", "names"]);
+        for namespace in view["namespaces"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
+            for kind in namespace["kinds"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let names: Vec<&str> = kind["items"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|item| item["name"].as_str())
+                    .collect();
+                table.add_row(vec![
+                    namespace["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    kind["kind"].as_str().unwrap_or_default().to_string(),
+                    kind["count"].to_string(),
+                    names.join(","),
+                ]);
+            }
+        }
+        table
+    })
+}
