@@ -4,18 +4,22 @@
 //! user) or to one of its groups gives its level. Creating needs the operator role. An entity the
 //! caller may not see is answered as not found, so that its existence does not leak.
 
-use stowage_workflows::entity::{Grantee, Record, ShareLevel};
+use stowage_workflows::entity::{Grantee, Record, Share, ShareLevel};
 
 use crate::auth::{Principal, Role};
 use crate::error::ApiError;
 
 /// The highest level `principal` holds on `record`, if any.
 pub fn level(principal: &Principal, record: &Record) -> Option<ShareLevel> {
-    if principal.is_admin() || record.owner == principal.subject {
+    level_of(principal, &record.owner, &record.shares)
+}
+
+/// The highest level `principal` holds on something owned by `owner` and shared as `shares`.
+pub fn level_of(principal: &Principal, owner: &str, shares: &[Share]) -> Option<ShareLevel> {
+    if principal.is_admin() || owner == principal.subject {
         return Some(ShareLevel::Full);
     }
-    record
-        .shares
+    shares
         .iter()
         .filter(|share| match &share.to {
             Grantee::User(subject) => *subject == principal.subject,
@@ -33,13 +37,47 @@ pub fn visible(principal: &Principal, record: &Record) -> bool {
 /// Refuses unless `principal` holds at least `needed` on `record`: 404 when it may not see it,
 /// 403 when it may see it but not do this.
 pub fn require(principal: &Principal, record: &Record, needed: ShareLevel) -> Result<(), ApiError> {
-    match level(principal, record) {
-        None => Err(not_found(record.kind.as_str(), &record.id)),
+    require_on(
+        principal,
+        Owned {
+            kind: record.kind.as_str(),
+            id: &record.id,
+            name: &record.name,
+            owner: &record.owner,
+            shares: &record.shares,
+        },
+        needed,
+    )
+}
+
+/// Who holds what on one object, for [`require_on`].
+#[derive(Debug, Clone, Copy)]
+pub struct Owned<'a> {
+    /// Its kind, as errors name it.
+    pub kind: &'a str,
+    /// Its id.
+    pub id: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// Its owner.
+    pub owner: &'a str,
+    /// Its shares.
+    pub shares: &'a [Share],
+}
+
+/// Refuses unless `principal` holds at least `needed` on `object`: 404 when it may not see it,
+/// 403 when it may see it but not do this.
+pub fn require_on(
+    principal: &Principal,
+    object: Owned<'_>,
+    needed: ShareLevel,
+) -> Result<(), ApiError> {
+    match level_of(principal, object.owner, object.shares) {
+        None => Err(not_found(object.kind, object.id)),
         Some(held) if held >= needed => Ok(()),
         Some(held) => Err(ApiError::forbidden(format!(
             "you hold {held:?} on {} `{}`; this needs {needed:?}",
-            record.kind.as_str(),
-            record.name
+            object.kind, object.name
         ))
         .with_details(serde_json::json!({ "held": held, "needed": needed }))),
     }

@@ -132,7 +132,7 @@ async fn checked_spec(
     Ok(spec)
 }
 
-fn invalid(problems: Vec<FieldError>) -> ApiError {
+pub(crate) fn invalid(problems: Vec<FieldError>) -> ApiError {
     let field = problems
         .first()
         .map(|problem| problem.field.clone())
@@ -146,7 +146,7 @@ fn invalid(problems: Vec<FieldError>) -> ApiError {
         .with_details(serde_json::json!({ "field": field, "problems": problems }))
 }
 
-fn entity_error(err: EntityError) -> ApiError {
+pub(crate) fn entity_error(err: EntityError) -> ApiError {
     match err {
         EntityError::NotFound { kind, id } => authz::not_found(kind, &id),
         EntityError::VersionConflict { current, .. } => ApiError::conflict(err.to_string())
@@ -159,7 +159,7 @@ fn entity_error(err: EntityError) -> ApiError {
     }
 }
 
-fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|err| match err.classify() {
         serde_json::error::Category::Data => ApiError::invalid("body", format!("{err}")),
         _ => ApiError::bad_request(format!("the body is not valid JSON: {err}")),
@@ -195,7 +195,7 @@ fn record_reply(status: StatusCode, record: &Record) -> Response {
     json_reply(status, &shown(record))
 }
 
-fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
+pub(crate) fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
@@ -472,7 +472,7 @@ entity_route_docs!(
     "/v1/schedule-policies/{id}/shares"
 );
 
-fn rejected(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
+pub(crate) fn rejected(result: Result<Response, ApiError>) -> Result<Response, Rejection> {
     result.map_err(ApiError::reject)
 }
 

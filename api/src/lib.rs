@@ -10,13 +10,19 @@
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod backups;
+pub mod catalog_state;
 pub mod cli;
 pub mod clusters;
 pub mod entities;
 pub mod error;
+pub mod listing;
 pub mod metrics;
 pub mod mover;
 pub mod openapi;
+pub mod restores;
+pub mod runs;
 mod server;
 
+pub use catalog_state::{WorkflowSettings, server_runtime};
 pub use server::{AppState, ServerConfig, ServerError, Started, open_store, routes, serve};

@@ -45,6 +45,8 @@ async fn main() -> anyhow::Result<()> {
             cli::entities::run("credentials", command, cli::entities::credential_add).await?
         }
         Command::Resources(args) => cli::entities::resources(args).await?,
+        Command::Backup { command } => cli::backups::backup(command).await?,
+        Command::Restore { command } => cli::backups::restore(command).await?,
     }
     Ok(())
 }
@@ -60,6 +62,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         admin_groups: args.admin_groups,
         operator_groups: args.operator_groups,
     };
+    if let Some(image) = args.mover_image {
+        config.workflows.mover.image = image;
+    }
     stowage::serve(config, print_started, shutdown_signal())
         .await
         .context("stowage server")

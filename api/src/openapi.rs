@@ -6,9 +6,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::audit::{AuditEvent, AuditPage};
+use crate::backups::CreateBackup;
 use crate::clusters::ClusterProbe;
 use crate::entities::{CreateBody, SharesBody, UpdateBody};
 use crate::error::ApiError;
+use crate::restores::CreateRestore;
 
 /// Every route the server answers, as (method, path template).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -50,6 +52,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/schedule-policies/{id}"),
     ("delete", "/v1/schedule-policies/{id}"),
     ("put", "/v1/schedule-policies/{id}/shares"),
+    ("post", "/v1/backups"),
+    ("get", "/v1/backups"),
+    ("get", "/v1/backups/{id}"),
+    ("delete", "/v1/backups/{id}"),
+    ("post", "/v1/backups/{id}/cancel"),
+    ("post", "/v1/backups/{id}/retry"),
+    ("post", "/v1/restores"),
+    ("get", "/v1/restores"),
+    ("get", "/v1/restores/{id}"),
+    ("get", "/v1/restores/{id}/results"),
+    ("post", "/v1/restores/{id}/cancel"),
+    ("get", "/v1/workflows/{id}"),
+    ("get", "/v1/workflows/{id}/events"),
 ];
 
 /// The document.
@@ -98,8 +113,21 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::entities::schedule_policy_docs::update,
         crate::entities::schedule_policy_docs::delete,
         crate::entities::schedule_policy_docs::share,
+        crate::backups::create,
+        crate::backups::list,
+        crate::backups::get,
+        crate::backups::delete,
+        crate::backups::cancel,
+        crate::backups::retry,
+        crate::restores::create,
+        crate::restores::list,
+        crate::restores::get,
+        crate::restores::results,
+        crate::restores::cancel,
+        crate::runs::get,
+        crate::runs::events,
     ),
-    components(schemas(ApiError, AuditEvent, AuditPage, ClusterProbe, CreateBody, UpdateBody, SharesBody)),
+    components(schemas(ApiError, AuditEvent, AuditPage, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
 )]

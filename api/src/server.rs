@@ -13,6 +13,7 @@ use stowage_engine::{Runtime, Store, StoreOptions};
 use warp::Filter;
 use warp::http::StatusCode;
 
+use stowage_workflows::catalog::CatalogProjection;
 use stowage_workflows::entity::{Entities, EntitiesProjection, Kind};
 
 use crate::audit;
@@ -20,11 +21,15 @@ use crate::auth::{
     AuthError, Authenticator, Bootstrap, BootstrapError, BootstrapToken, OidcConfig, OidcVerifier,
     Principal, RoleMapping,
 };
+use crate::backups;
+use crate::catalog_state::{CatalogState, WorkflowSettings, server_runtime};
 use crate::clusters;
 use crate::entities;
 use crate::error::{self, ApiError};
 use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
+use crate::restores;
+use crate::runs;
 
 /// How `stowage server` runs.
 #[derive(Debug, Clone)]
@@ -37,6 +42,8 @@ pub struct ServerConfig {
     pub oidc: Option<OidcConfig>,
     /// Which groups are admins and operators.
     pub roles: RoleMapping,
+    /// How backups and restores run.
+    pub workflows: WorkflowSettings,
 }
 
 impl ServerConfig {
@@ -47,6 +54,7 @@ impl ServerConfig {
             listen,
             oidc: None,
             roles: RoleMapping::default(),
+            workflows: WorkflowSettings::default(),
         }
     }
 
@@ -106,13 +114,17 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Registered entities (rules, ...), on the same store.
     pub entities: Entities,
+    /// The workflow runtime and the catalog of backups and restores.
+    pub catalog: CatalogState,
 }
 
 impl AppState {
-    /// The state of a server on `store` (which must have the projections of [`open_store`]).
-    pub fn new(store: Arc<Store>, auth: Authenticator) -> Self {
+    /// The state of a server whose `runtime` runs on its store (opened with [`open_store`]).
+    pub fn new(runtime: Runtime, auth: Authenticator) -> Self {
+        let store = runtime.store().clone();
         Self {
             entities: Entities::new(store.clone()),
+            catalog: CatalogState::new(runtime),
             store,
             auth,
             metrics: Arc::new(Metrics::new()),
@@ -211,6 +223,9 @@ pub fn routes(
         state.entities.clone(),
         principal(state.auth.clone()),
     );
+    let backups = backups::routes(state.catalog.clone(), principal(state.auth.clone()));
+    let restores = restores::routes(state.catalog.clone(), principal(state.auth.clone()));
+    let runs = runs::routes(state.catalog.clone(), principal(state.auth.clone()));
     let whoami = warp::path!("v1" / "whoami")
         .and(warp::get())
         .and(principal(state.auth.clone()))
@@ -236,6 +251,9 @@ pub fn routes(
         .or(credentials)
         .or(rules)
         .or(schedule_policies)
+        .or(backups)
+        .or(restores)
+        .or(runs)
         .recover(error::recover)
         .with(observe)
 }
@@ -300,7 +318,11 @@ pub fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::E
     Store::open_with(
         data_dir,
         StoreOptions {
-            projections: vec![Runtime::projection(), Arc::new(EntitiesProjection)],
+            projections: vec![
+                Runtime::projection(),
+                Arc::new(EntitiesProjection),
+                Arc::new(CatalogProjection),
+            ],
             ..StoreOptions::default()
         },
     )
@@ -356,13 +378,15 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "stowage server listening");
+    let runtime = server_runtime(store, config.workflows.clone())?;
+    let resumed = runtime.recover().await?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), resumed, "stowage server listening");
     on_ready(&Started {
         addr,
         new_bootstrap_token,
         bootstrap_token_path,
     });
-    warp::serve(routes(AppState::new(store, auth)))
+    warp::serve(routes(AppState::new(runtime, auth)))
         .incoming(listener)
         .graceful(shutdown)
         .run()
@@ -377,7 +401,9 @@ mod tests {
     use super::*;
 
     fn state(dir: &std::path::Path) -> AppState {
-        AppState::new(Arc::new(open_store(dir).unwrap()), Authenticator::default())
+        let store = Arc::new(open_store(dir).unwrap());
+        let runtime = server_runtime(store, WorkflowSettings::default()).unwrap();
+        AppState::new(runtime, Authenticator::default())
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ pub use keys::{COLUMN_FAMILIES, FORMAT_VERSION, MAX_NAME_LEN};
 pub use projection::{Projection, ProjectionState};
 pub use store::{InspectReport, Store, StoreOptions, inspect};
 pub use workflow::{
-    RetryPolicy, RunCount, RunState, RunStatus, RunSummary, Runtime, RuntimeOptions, StartOptions,
-    StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow, run_counts,
-    workflow_event_json,
+    RetryPolicy, RunCount, RunEvent, RunState, RunStatus, RunSummary, Runtime, RuntimeOptions,
+    StartOptions, StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow, run_counts,
+    run_event, workflow_event_json,
 };

@@ -516,6 +516,42 @@ impl Store {
         Ok(found)
     }
 
+    /// Up to `limit` keys and values of `projection` that start with `prefix` and sort after
+    /// `after` (a key without the prefix, as returned), in key order: one page of a long listing.
+    pub fn projection_page(
+        &self,
+        projection: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        check_name("projection name", projection)?;
+        let name_len = keys::projection_prefix(projection).len();
+        let start = keys::projection_key(projection, prefix);
+        let from = match after {
+            Some(after) => {
+                // The smallest key strictly greater than `after`.
+                let mut key = keys::projection_key(projection, after);
+                key.push(0);
+                key.max(start.clone())
+            }
+            None => start.clone(),
+        };
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_PROJECTIONS),
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        let mut found = Vec::new();
+        for item in iter.take(limit) {
+            let (key, value) = item.map_err(database("scan of a projection"))?;
+            if !key.starts_with(&start) {
+                break;
+            }
+            found.push((key[name_len..].to_vec(), value.to_vec()));
+        }
+        Ok(found)
+    }
+
     /// Every key and value of every projection, raw: for comparing a rebuild with the live state.
     pub fn projection_dump(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.db

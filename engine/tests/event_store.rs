@@ -333,6 +333,33 @@ async fn events_survive_a_restart_and_projections_rebuild_byte_identical() {
     let scan = store.projection_scan("summary", b"s").unwrap();
     assert_eq!(scan.len(), 7);
     assert_eq!(scan[0].0, b"s0");
+    let keys = |page: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+        page.into_iter()
+            .map(|(key, _)| String::from_utf8(key).unwrap())
+            .collect()
+    };
+    let first = store.projection_page("summary", b"s", None, 3).unwrap();
+    assert_eq!(keys(first), ["s0", "s1", "s2"]);
+    let next = store
+        .projection_page("summary", b"s", Some(b"s2"), 3)
+        .unwrap();
+    assert_eq!(keys(next), ["s3", "s4", "s5"]);
+    let last = store
+        .projection_page("summary", b"s", Some(b"s5"), 3)
+        .unwrap();
+    assert_eq!(
+        keys(last),
+        ["s6"],
+        "the page stops at the end of the prefix"
+    );
+    let before_prefix = store
+        .projection_page("summary", b"s3", Some(b"a"), 10)
+        .unwrap();
+    assert_eq!(
+        keys(before_prefix),
+        ["s3"],
+        "`after` below the prefix starts at it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

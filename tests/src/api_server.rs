@@ -19,7 +19,18 @@ impl ApiServer {
     /// Serves the routes on `store` (opened with [`stowage::open_store`] or with the projections
     /// the test needs) with `auth`, on an ephemeral loopback port.
     pub async fn start(store: Arc<Store>, auth: Authenticator) -> std::io::Result<Self> {
-        let routes = stowage::routes(stowage::AppState::new(store.clone(), auth));
+        let runtime = stowage::server_runtime(store.clone(), stowage::WorkflowSettings::default())
+            .map_err(std::io::Error::other)?;
+        Self::start_with(runtime, auth).await
+    }
+
+    /// Serves the routes over `runtime` (and its store) with `auth`.
+    pub async fn start_with(
+        runtime: stowage_engine::Runtime,
+        auth: Authenticator,
+    ) -> std::io::Result<Self> {
+        let store = runtime.store().clone();
+        let routes = stowage::routes(stowage::AppState::new(runtime, auth));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -12,7 +12,7 @@ use stowage_tests::services;
 /// The API on a fresh store, trusting the test issuer, with `backup-admins` as admins.
 async fn start(oidc: &services::OidcService) -> (ApiServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let store = Arc::new(stowage::open_store(dir.path()).unwrap());
     let auth = oidc_authenticator(oidc, &["backup-admins"], &[]).await;
     (ApiServer::start(store, auth).await.unwrap(), dir)
 }

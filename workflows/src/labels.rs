@@ -276,6 +276,51 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
+    /// The same selector in the structured form (`key=value` as a match label, `key!=value` as
+    /// `NotIn` with one value), as a spec holds it.
+    pub fn to_spec(&self) -> SelectorSpec {
+        let mut spec = SelectorSpec::default();
+        let requirement = |key: &str, operator: &str, values: Vec<String>| SelectorRequirement {
+            key: key.to_string(),
+            operator: operator.to_string(),
+            values,
+        };
+        for entry in &self.requirements {
+            match entry {
+                Requirement::Equals(key, value) if !spec.match_labels.contains_key(key) => {
+                    spec.match_labels.insert(key.clone(), value.clone());
+                }
+                Requirement::Equals(key, value) => {
+                    spec.match_expressions
+                        .push(requirement(key, "In", vec![value.clone()]))
+                }
+                Requirement::NotEquals(key, value) => {
+                    spec.match_expressions
+                        .push(requirement(key, "NotIn", vec![value.clone()]))
+                }
+                Requirement::In(key, values) => spec.match_expressions.push(requirement(
+                    key,
+                    "In",
+                    values.iter().cloned().collect(),
+                )),
+                Requirement::NotIn(key, values) => spec.match_expressions.push(requirement(
+                    key,
+                    "NotIn",
+                    values.iter().cloned().collect(),
+                )),
+                Requirement::Exists(key) => {
+                    spec.match_expressions
+                        .push(requirement(key, "Exists", Vec::new()))
+                }
+                Requirement::NotExists(key) => {
+                    spec.match_expressions
+                        .push(requirement(key, "DoesNotExist", Vec::new()))
+                }
+            }
+        }
+        spec
+    }
+
     /// Whether labels looked up through `label` satisfy every requirement.
     pub fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.requirements
@@ -392,6 +437,23 @@ mod tests {
             parsed.to_string(),
             "app=mysql,tier in (cache,db),!legacy,team,env notin (dev)"
         );
+        let back = parsed.to_spec();
+        assert_eq!(back.match_labels, spec.match_labels);
+        assert_eq!(
+            LabelSelector::parse(&back.to_query().unwrap()).unwrap(),
+            parsed,
+            "query → structured → query keeps the meaning"
+        );
+        let not_equal = LabelSelector::parse("app!=web,app=db,app=db2")
+            .unwrap()
+            .to_spec();
+        assert_eq!(
+            not_equal.match_labels.get("app").map(String::as_str),
+            Some("db")
+        );
+        assert_eq!(not_equal.match_expressions.len(), 2);
+        assert_eq!(not_equal.match_expressions[0].operator, "NotIn");
+        assert_eq!(not_equal.match_expressions[1].operator, "In");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub use stowage_storage as storage;
 
 pub mod backup;
+pub mod catalog;
 pub mod cluster;
 pub mod credential;
 pub mod entity;

@@ -150,7 +150,7 @@ fn env_secret(variable: &str, hint: &str) -> Result<String, CliError> {
 }
 
 /// The id of the `plural` entity named `name` (or with that id).
-async fn find(
+pub(crate) async fn find_id(
     client: &super::client::Client,
     plural: &str,
     name: &str,
@@ -256,7 +256,7 @@ pub async fn run<A: Args>(
             client: flags,
         } => {
             let client = client(&flags)?;
-            let id = find(&client, plural, &name).await?;
+            let id = find_id(&client, plural, &name).await?;
             let mut record = client
                 .call(Method::GET, &format!("/v1/{plural}/{id}"), None)
                 .await?;
@@ -277,7 +277,7 @@ pub async fn run<A: Args>(
             client: flags,
         } => {
             let client = client(&flags)?;
-            let id = find(&client, plural, &name).await?;
+            let id = find_id(&client, plural, &name).await?;
             client
                 .call(Method::DELETE, &format!("/v1/{plural}/{id}"), None)
                 .await?;
@@ -325,7 +325,7 @@ pub async fn location_add(args: LocationAdd) -> Result<(ClientFlags, Value), Cli
             match (&args.credential, &args.access_key_id) {
                 (Some(credential), None) => {
                     let client = client(&args.client)?;
-                    spec["credential"] = json!(find(&client, "credentials", credential).await?);
+                    spec["credential"] = json!(find_id(&client, "credentials", credential).await?);
                 }
                 (None, Some(key)) => {
                     kind["access_key_id"] = json!(key);
@@ -371,7 +371,7 @@ pub async fn credential_add(args: CredentialAdd) -> Result<(ClientFlags, Value),
 /// `stowage resources`.
 pub async fn resources(args: ResourcesArgs) -> Result<(), CliError> {
     let client = client(&args.client)?;
-    let id = find(&client, "clusters", &args.cluster).await?;
+    let id = find_id(&client, "clusters", &args.cluster).await?;
     let pairs: Vec<(&str, &String)> = [
         ("namespace", &args.namespace),
         ("labelSelector", &args.selector),

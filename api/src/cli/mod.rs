@@ -1,10 +1,12 @@
 //! The `stowage` command line: its arguments (clap) and the client commands, which speak only
 //! the REST API; `admin` commands work on a stopped server's database directly.
 
+pub mod backups;
 pub mod client;
 pub mod config;
 pub mod entities;
 pub mod output;
+pub mod progress;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -90,6 +92,18 @@ pub enum Command {
         #[command(subcommand)]
         command: entities::EntityCommand<entities::CredentialAdd>,
     },
+    /// Starts, lists, describes, cancels, retries and deletes backups.
+    Backup {
+        /// What to do.
+        #[command(subcommand)]
+        command: backups::BackupCommand,
+    },
+    /// Starts, lists, describes and cancels restores.
+    Restore {
+        /// What to do.
+        #[command(subcommand)]
+        command: backups::RestoreCommand,
+    },
     /// Lists a cluster's live resources by namespace and kind: what a backup can pick.
     Resources(entities::ResourcesArgs),
     /// Works on a stopped server's database.
@@ -143,6 +157,9 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub operator_groups: Vec<String>,
+    /// The image data-mover Jobs run (it must hold the `stowage` binary).
+    #[arg(long, env = "STOWAGE_MOVER_IMAGE")]
+    pub mover_image: Option<String>,
 }
 
 /// `stowage admin` commands.

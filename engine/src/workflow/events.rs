@@ -190,6 +190,141 @@ impl EventPayload for IdempotencyClaimed {
     const VERSION: u16 = 1;
 }
 
+/// A workflow event as other projections see it: which run it belongs to and what happened, with
+/// inputs, outputs and checkpoints parsed. Idempotency claims and retry timers are not shown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// The run was created.
+    Started {
+        /// The workflow type.
+        workflow: String,
+        /// The run's input.
+        input: serde_json::Value,
+        /// The run that started it.
+        parent: Option<String>,
+    },
+    /// An attempt of a step began.
+    StepStarted {
+        /// The step.
+        step: String,
+        /// The attempt, from 1.
+        attempt: u32,
+    },
+    /// A step recorded a checkpoint.
+    StepProgress {
+        /// The step.
+        step: String,
+        /// The checkpoint.
+        detail: serde_json::Value,
+    },
+    /// A step completed.
+    StepCompleted {
+        /// The step.
+        step: String,
+        /// Its output.
+        output: serde_json::Value,
+    },
+    /// An attempt of a step failed.
+    StepFailed {
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// Whether another attempt follows.
+        will_retry: bool,
+    },
+    /// Someone asked for the run to stop.
+    CancelRequested {
+        /// Who.
+        by: String,
+    },
+    /// The steps are over and the cleanup steps begin.
+    CleanupStarted {
+        /// What the run will end as.
+        outcome: RunStatus,
+    },
+    /// The run is over.
+    Finished {
+        /// How it ended.
+        status: RunStatus,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+}
+
+/// The run id and typed view of a workflow event; `None` for events that are not a run's.
+pub fn run_event(event: &RecordedEvent) -> Option<Result<(String, RunEvent)>> {
+    let run_id = event.stream.strip_prefix(RUN_STREAM_PREFIX)?.to_string();
+    let parse = |text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text).map_err(|err| Error::Corrupt {
+            stream: event.stream.clone(),
+            seq: event.seq,
+            reason: format!("JSON text in a workflow event: {err}"),
+        })
+    };
+    let typed = || -> Result<Option<RunEvent>> {
+        Ok(Some(match event.kind.as_str() {
+            Started::KIND => {
+                let started: Started = event.decode()?;
+                RunEvent::Started {
+                    workflow: started.workflow,
+                    input: parse(&started.input)?,
+                    parent: started.parent,
+                }
+            }
+            StepStarted::KIND => {
+                let started: StepStarted = event.decode()?;
+                RunEvent::StepStarted {
+                    step: started.step,
+                    attempt: started.attempt,
+                }
+            }
+            StepProgress::KIND => {
+                let progress: StepProgress = event.decode()?;
+                RunEvent::StepProgress {
+                    step: progress.step,
+                    detail: parse(&progress.detail)?,
+                }
+            }
+            StepCompleted::KIND => {
+                let completed: StepCompleted = event.decode()?;
+                RunEvent::StepCompleted {
+                    step: completed.step,
+                    output: parse(&completed.output)?,
+                }
+            }
+            StepFailed::KIND => {
+                let failed: StepFailed = event.decode()?;
+                RunEvent::StepFailed {
+                    step: failed.step,
+                    attempt: failed.attempt,
+                    error: failed.error,
+                    will_retry: failed.will_retry,
+                }
+            }
+            CancelRequested::KIND => RunEvent::CancelRequested {
+                by: event.decode::<CancelRequested>()?.by,
+            },
+            CleanupStarted::KIND => RunEvent::CleanupStarted {
+                outcome: event.decode::<CleanupStarted>()?.outcome,
+            },
+            Finished::KIND => {
+                let finished: Finished = event.decode()?;
+                RunEvent::Finished {
+                    status: finished.status,
+                    error: finished.error,
+                }
+            }
+            _ => return Ok(None),
+        }))
+    };
+    typed()
+        .transpose()
+        .map(|result| result.map(|run| (run_id, run)))
+}
+
 /// The payload of a workflow event as JSON, for the audit stream and `describe` views; `None` when
 /// the event is not one of the runtime's. Fields holding JSON text (input, output, checkpoint
 /// detail) are shown parsed.

@@ -292,6 +292,13 @@ impl Runtime {
         RunState::from_events(run_id, &events)
     }
 
+    /// The events of run `run_id`, in order (empty for an unknown run).
+    pub fn run_events(&self, run_id: &str) -> Result<Vec<crate::event::RecordedEvent>> {
+        self.inner
+            .store
+            .read_stream(&run_stream(run_id), 1, usize::MAX)
+    }
+
     /// The summary of run `run_id` from the projection.
     pub fn summary(&self, run_id: &str) -> Result<Option<RunSummary>> {
         let Some(bytes) = self

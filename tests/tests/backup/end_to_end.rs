@@ -27,10 +27,10 @@ use super::create;
 use crate::kubesim::{TestCluster, eventually};
 
 /// The image prefix data-mover pods use, mapped to the built `stowage` binary.
-const MOVER_IMAGE: &str = "stowage/stowage";
+pub(super) const MOVER_IMAGE: &str = "stowage/stowage";
 
 /// The `stowage` binary next to this test binary (`target/debug/stowage`).
-fn stowage_binary() -> PathBuf {
+pub(super) fn stowage_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().unwrap().parent().unwrap().join("stowage");
     assert!(
@@ -41,7 +41,7 @@ fn stowage_binary() -> PathBuf {
     binary
 }
 
-async fn start(name: &str) -> TestCluster {
+pub(super) async fn start(name: &str) -> TestCluster {
     let folder = tempfile::tempdir().unwrap();
     let mut options = KubesimOptions::new(name, folder.path().join("cluster"));
     options.local_images = vec![LocalImage {
@@ -132,16 +132,16 @@ impl Server {
     }
 }
 
-async fn kubeconfig(cluster: &TestCluster) -> Value {
+pub(super) async fn kubeconfig(cluster: &TestCluster) -> Value {
     json!({"kubeconfig": std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap()})
 }
 
-async fn connect(cluster: &TestCluster) -> ClusterClient {
+pub(super) async fn connect(cluster: &TestCluster) -> ClusterClient {
     super::connect(cluster).await
 }
 
 /// Every file under `root` with its bytes, by relative path.
-fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut found = BTreeMap::new();
     for entry in walkdir(root) {
         let relative = entry
@@ -171,7 +171,7 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
 }
 
 /// The folder of the PV bound to claim `namespace/claim`, once it is bound.
-async fn claim_folder(
+pub(super) async fn claim_folder(
     cluster: &TestCluster,
     client: &ClusterClient,
     namespace: &str,
@@ -194,7 +194,7 @@ async fn claim_folder(
 }
 
 /// A database: a PVC, a Deployment mounting it, a Service and a Secret.
-async fn deploy_app(client: &kube::Client) {
+pub(super) async fn deploy_app(client: &kube::Client) {
     create(
         client,
         "v1",
@@ -240,7 +240,7 @@ async fn deploy_app(client: &kube::Client) {
 }
 
 /// A local-folder location in `root`, under `prefix`.
-fn local_location(root: &Path, prefix: &str) -> Value {
+pub(super) fn local_location(root: &Path, prefix: &str) -> Value {
     json!({
         "location": {"kind": {"type": "local", "root": root}, "prefix": prefix},
         "passphrase": "correct horse battery"
@@ -248,7 +248,7 @@ fn local_location(root: &Path, prefix: &str) -> Value {
 }
 
 /// Waits until a pod labelled `app=db` in `shop` runs.
-async fn database_running(client: &ClusterClient) {
+pub(super) async fn database_running(client: &ClusterClient) {
     eventually("the database pod running", || async {
         let pods = client
             .list("/api/v1/namespaces/shop/pods", "app=db")
@@ -261,7 +261,7 @@ async fn database_running(client: &ClusterClient) {
     .await;
 }
 
-async fn no_temporaries(client: &ClusterClient, namespace: &str) {
+pub(super) async fn no_temporaries(client: &ClusterClient, namespace: &str) {
     for path in [
         format!("/apis/batch/v1/namespaces/{namespace}/jobs"),
         format!("/api/v1/namespaces/{namespace}/secrets"),
@@ -330,6 +330,8 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
                 backup: backup.clone(),
                 name: "nightly".into(),
                 spec,
+                labels: BTreeMap::new(),
+                schedule: None,
             })
             .unwrap(),
         )
@@ -369,6 +371,7 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
     let restore = |cluster: &str, mapping: Value| {
         serde_json::to_value(RestoreInput {
             restore: format!("r-{}", uuid::Uuid::new_v4().simple()),
+            name: String::new(),
             spec: RestoreSpec::parse(&json!({
                 "backup": backup, "location": location, "cluster": cluster,
                 "namespace_mapping": mapping
@@ -489,6 +492,8 @@ async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
                 backup: "apps".into(),
                 name: "apps".into(),
                 spec,
+                labels: BTreeMap::new(),
+                schedule: None,
             })
             .unwrap(),
         )
@@ -498,6 +503,7 @@ async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
 
     let input = RestoreInput {
         restore: "r-apps".into(),
+        name: String::new(),
         spec: RestoreSpec::parse(
             &json!({"backup": "apps", "location": location, "cluster": target_id}),
         )
@@ -570,6 +576,8 @@ async fn rules_run_around_the_snapshot_in_order() {
                 backup: "ruled".into(),
                 name: "ruled".into(),
                 spec,
+                labels: BTreeMap::new(),
+                schedule: None,
             })
             .unwrap(),
         )

@@ -4,6 +4,7 @@
 mod collect;
 mod end_to_end;
 mod restore;
+mod served;
 
 use std::collections::BTreeSet;
 

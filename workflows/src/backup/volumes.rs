@@ -286,12 +286,14 @@ pub struct MoverJob<'a> {
 }
 
 /// Runs one data-mover Job to its end: creates its Secret and Job (or finds them from an earlier
-/// attempt), waits until it completes, and fails with the end of its log if it fails.
+/// attempt), waits until it completes, and fails with the end of its log if it fails. Returns the
+/// mover's JSON summary (the last line of its log), or `null` when the log cannot be read: the
+/// Job's completion is what counts, the summary only feeds progress figures.
 pub async fn run_mover(
     cluster: &ClusterClient,
     settings: &MoverSettings,
     job: &MoverJob<'_>,
-) -> Result<(), VolumeError> {
+) -> Result<Value, VolumeError> {
     let stem = temporary_stem(job.owner);
     let secret_name = format!("{stem}-mover");
     let secret = json!({
@@ -355,7 +357,12 @@ pub async fn run_mover(
                 })
         };
         if condition("Complete") {
-            return Ok(());
+            let log = last_pod_log(cluster, job.namespace, &name).await;
+            return Ok(log
+                .lines()
+                .last()
+                .and_then(|line| serde_json::from_str(line).ok())
+                .unwrap_or(Value::Null));
         }
         if condition("Failed") {
             let log = last_pod_log(cluster, job.namespace, &name).await;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use stowage_engine::{RetryPolicy, StepContext, StepError, StepResult, Workflow};
 
 use super::collect::{self, CollectError, CollectSummary, CollectedObject, ObjectSink};
@@ -29,6 +29,12 @@ pub struct BackupInput {
     pub name: String,
     /// What it protects.
     pub spec: BackupSpec,
+    /// Free labels, for filtering the catalog.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The schedule that started it, if any.
+    #[serde(default)]
+    pub schedule: Option<String>,
 }
 
 /// What the validate step found.
@@ -53,11 +59,35 @@ pub struct Collected {
     pub resources: ResourcesSummary,
 }
 
-/// What the upload step moved, per volume.
+/// What the upload step moved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uploaded {
     /// Volume names in the backup.
     pub volumes: Vec<String>,
+    /// Bytes of file content the movers read.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Bytes the movers stored (new chunks, compressed and sealed).
+    #[serde(default)]
+    pub bytes_uploaded: u64,
+    /// Files the movers saw.
+    #[serde(default)]
+    pub files: u64,
+}
+
+/// The upload step's checkpoint, recorded after each volume: also its progress figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadProgress {
+    /// Volumes uploaded so far.
+    pub done: Vec<String>,
+    /// Volumes to upload in all.
+    pub total: usize,
+    /// Bytes of file content read so far.
+    pub bytes_read: u64,
+    /// Bytes stored so far.
+    pub bytes_uploaded: u64,
+    /// Files seen so far.
+    pub files: u64,
 }
 
 fn collect_error(error: CollectError) -> StepError {
@@ -199,20 +229,27 @@ async fn post_rules(services: Arc<Services>, ctx: StepContext) -> StepResult {
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
-async fn upload(services: Arc<Services>, ctx: StepContext) -> StepResult {
+async fn upload(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
     let input: BackupInput = ctx.input()?;
     let copies: Vec<VolumeCopy> = ctx.output("snapshot")?;
     if copies.is_empty() {
         return output(&Uploaded {
             volumes: Vec::new(),
+            bytes_read: 0,
+            bytes_uploaded: 0,
+            files: 0,
         });
     }
     let cluster = services.cluster(&input.spec.cluster).await?;
     let location = services.location(&input.spec.location)?;
     let location_json = serde_json::to_string(&location.location)
         .map_err(|err| StepError::permanent(err.to_string()))?;
-    let mut uploaded = Vec::new();
+    // Volumes finished by an earlier attempt are not moved again.
+    let mut progress: UploadProgress = ctx.progress().unwrap_or_default();
     for (index, copy) in copies.iter().enumerate() {
+        if progress.done.contains(&copy.volume) {
+            continue;
+        }
         let (claim, _) = volumes::source_claim(&cluster, ctx.run_id(), index, copy)
             .await
             .map_err(volume_error)?;
@@ -235,12 +272,27 @@ async fn upload(services: Arc<Services>, ctx: StepContext) -> StepResult {
             location_json: &location_json,
             passphrase: location.passphrase.expose(),
         };
-        volumes::run_mover(&cluster, &services.mover, &job)
+        let summary = volumes::run_mover(&cluster, &services.mover, &job)
             .await
             .map_err(volume_error)?;
-        uploaded.push(copy.volume.clone());
+        progress.done.push(copy.volume.clone());
+        progress.bytes_read += figure(&summary, "bytes_read");
+        progress.bytes_uploaded += figure(&summary, "bytes_uploaded");
+        progress.files += figure(&summary, "files");
+        progress.total = copies.len();
+        ctx.checkpoint(&progress).await?;
     }
-    output(&Uploaded { volumes: uploaded })
+    output(&Uploaded {
+        volumes: progress.done,
+        bytes_read: progress.bytes_read,
+        bytes_uploaded: progress.bytes_uploaded,
+        files: progress.files,
+    })
+}
+
+/// A number from a mover's summary; 0 when it is missing.
+fn figure(summary: &Value, name: &str) -> u64 {
+    summary.get(name).and_then(Value::as_u64).unwrap_or(0)
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]

@@ -134,6 +134,9 @@ impl RestoreSpec {
 pub struct RestoreInput {
     /// The restore's id.
     pub restore: String,
+    /// The restore's name, for people.
+    #[serde(default)]
+    pub name: String,
     /// What it brings back.
     pub spec: RestoreSpec,
 }
@@ -325,17 +328,22 @@ async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
-async fn volume_data(services: Arc<Services>, ctx: StepContext) -> StepResult {
+async fn volume_data(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
     let input: RestoreInput = ctx.input()?;
     let done: ObjectsDone = ctx.output("objects")?;
     if done.claims.is_empty() {
-        return output(&json!({"volumes": []}));
+        return output(&VolumesRestored::default());
     }
     let cluster = services.cluster(&input.spec.cluster).await?;
     let location = services.location(&input.spec.location)?;
     let location_json = serde_json::to_string(&location.location).map_err(permanent)?;
-    let mut restored = Vec::new();
+    // Claims filled by an earlier attempt are not filled again.
+    let mut progress: VolumesRestored = ctx.progress().unwrap_or_default();
     for (index, (namespace, claim, volume)) in done.claims.iter().enumerate() {
+        let target = format!("{namespace}/{claim}");
+        if progress.volumes.contains(&target) {
+            continue;
+        }
         let job = MoverJob {
             owner: ctx.run_id(),
             index,
@@ -354,7 +362,7 @@ async fn volume_data(services: Arc<Services>, ctx: StepContext) -> StepResult {
             location_json: &location_json,
             passphrase: location.passphrase.expose(),
         };
-        volumes::run_mover(&cluster, &services.mover, &job)
+        let summary = volumes::run_mover(&cluster, &services.mover, &job)
             .await
             .map_err(|err| {
                 if err.is_retryable() {
@@ -363,9 +371,23 @@ async fn volume_data(services: Arc<Services>, ctx: StepContext) -> StepResult {
                     StepError::permanent(err.to_string())
                 }
             })?;
-        restored.push(format!("{namespace}/{claim}"));
+        progress.volumes.push(target);
+        progress.total = done.claims.len();
+        progress.bytes += summary.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+        ctx.checkpoint(&progress).await?;
     }
-    output(&json!({ "volumes": restored }))
+    output(&progress)
+}
+
+/// What the volumes step restored; also its checkpoint, recorded after each claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumesRestored {
+    /// Claims filled so far (`namespace/claim`).
+    pub volumes: Vec<String>,
+    /// Claims to fill in all.
+    pub total: usize,
+    /// Bytes of file content written so far.
+    pub bytes: u64,
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]

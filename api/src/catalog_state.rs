@@ -1,0 +1,110 @@
+//! What the backup, restore and workflow routes share: the workflow runtime that runs what they
+//! start, the catalog they read, and the entities a start names. Also builds the server's
+//! runtime with every workflow type it runs.
+
+use std::sync::Arc;
+
+use stowage_engine::{Runtime, RuntimeOptions, Store};
+use stowage_workflows::backup::volumes::MoverSettings;
+use stowage_workflows::backup::workflow::backup_workflow;
+use stowage_workflows::catalog::Catalog;
+use stowage_workflows::entity::{Entities, Kind, Record, ShareLevel};
+use stowage_workflows::restore::workflow::restore_workflow;
+use stowage_workflows::services::Services;
+
+use crate::auth::Principal;
+use crate::authz;
+use crate::entities::entity_error;
+use crate::error::ApiError;
+
+/// How the server's workflows run.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowSettings {
+    /// How data-mover Jobs are made (image, concurrency, timeout).
+    pub mover: MoverSettings,
+}
+
+/// The runtime of a server on `store` (opened with [`crate::open_store`]): every workflow type
+/// registered, nothing resumed yet (see [`Runtime::recover`]).
+pub fn server_runtime(
+    store: Arc<Store>,
+    settings: WorkflowSettings,
+) -> Result<Runtime, stowage_engine::Error> {
+    let mut services = Services::new(Entities::new(store.clone()));
+    // Just made, so this is the only handle and `get_mut` always succeeds.
+    if let Some(services) = Arc::get_mut(&mut services) {
+        services.mover = settings.mover;
+    }
+    Runtime::new(
+        store,
+        RuntimeOptions {
+            workflows: vec![
+                backup_workflow(services.clone()),
+                restore_workflow(services.clone()),
+            ],
+            ..RuntimeOptions::default()
+        },
+    )
+}
+
+/// The routes' shared state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CatalogState {
+    /// Runs what the routes start.
+    pub runtime: Runtime,
+    /// Backups and restores.
+    pub catalog: Catalog,
+    /// Clusters, locations and rules.
+    pub entities: Entities,
+}
+
+impl CatalogState {
+    /// The state over `runtime`'s store.
+    pub fn new(runtime: Runtime) -> Self {
+        let store = runtime.store().clone();
+        Self {
+            runtime,
+            catalog: Catalog::new(store.clone()),
+            entities: Entities::new(store),
+        }
+    }
+
+    /// Entity `id` of `kind`, named by request field `field`, if `principal` holds `needed` on
+    /// it; otherwise a 422 naming the field (never revealing whether a foreign one exists).
+    pub fn usable(
+        &self,
+        principal: &Principal,
+        kind: Kind,
+        field: &str,
+        id: &str,
+        needed: ShareLevel,
+    ) -> Result<Record, ApiError> {
+        let record = self.entities.get(kind, id).map_err(entity_error)?;
+        match record {
+            Some(record) => match authz::level(principal, &record) {
+                Some(held) if held >= needed => Ok(record),
+                Some(held) => Err(ApiError::invalid(
+                    field,
+                    format!(
+                        "{field}: you hold {held:?} on {} `{}`; this needs {needed:?}",
+                        kind.as_str(),
+                        record.name
+                    ),
+                )),
+                None => Err(unknown(kind, field, id)),
+            },
+            None => Err(unknown(kind, field, id)),
+        }
+    }
+}
+
+fn unknown(kind: Kind, field: &str, id: &str) -> ApiError {
+    ApiError::invalid(
+        field,
+        format!(
+            "{field}: no {} with id `{id}` that you may use (list them with GET /v1/{}s)",
+            kind.as_str(),
+            kind.as_str().replace('_', "-")
+        ),
+    )
+}

@@ -1,0 +1,168 @@
+//! `--wait`: follows a backup or restore until its run ends, drawing progress bars (step and
+//! objects, volumes with an ETA, bytes with their rate) on a terminal, or printing each new step
+//! on stderr when stderr is not one. It reads the catalog record, which the run keeps current.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::CliError;
+use super::client::{Client, ClientError};
+
+/// How often the record is read.
+const POLL: Duration = Duration::from_millis(300);
+
+/// What is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    /// A backup.
+    Backup,
+    /// A restore.
+    Restore,
+}
+
+impl Watched {
+    /// Its name, as messages say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+        }
+    }
+
+    fn path(self, id: &str) -> String {
+        match self {
+            Self::Backup => format!("/v1/backups/{id}"),
+            Self::Restore => format!("/v1/restores/{id}"),
+        }
+    }
+}
+
+/// `bytes` for people: `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::BinaryBytes(bytes).to_string()
+}
+
+fn number(value: &Value, name: &str) -> u64 {
+    value["progress"][name].as_u64().unwrap_or(0)
+}
+
+/// The bars of one followed run.
+struct Bars {
+    _multi: MultiProgress,
+    step: ProgressBar,
+    volumes: ProgressBar,
+    bytes: ProgressBar,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let target = if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let multi = MultiProgress::with_draw_target(target);
+        let step = multi.add(ProgressBar::new_spinner());
+        step.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        step.enable_steady_tick(Duration::from_millis(120));
+        let volumes = multi.add(ProgressBar::new(0));
+        volumes.set_style(
+            ProgressStyle::with_template("  volumes [{bar:30}] {pos}/{len} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let bytes = multi.add(ProgressBar::new_spinner());
+        bytes.set_style(
+            ProgressStyle::with_template("  data    {binary_bytes} at {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        Self {
+            _multi: multi,
+            step,
+            volumes,
+            bytes,
+        }
+    }
+
+    fn update(&self, watched: Watched, record: &Value) {
+        let step = record["step"].as_str().unwrap_or("");
+        let status = record["status"].as_str().unwrap_or("");
+        let figures = match watched {
+            Watched::Backup => format!("{} objects", number(record, "objects")),
+            Watched::Restore => format!(
+                "{} created, {} skipped, {} failed",
+                number(record, "created"),
+                number(record, "skipped"),
+                number(record, "failed")
+            ),
+        };
+        self.step.set_message(if step.is_empty() {
+            format!("{status} · {figures}")
+        } else {
+            format!("{status} · step {step} · {figures}")
+        });
+        self.volumes.set_length(number(record, "volumes_total"));
+        self.volumes.set_position(number(record, "volumes_done"));
+        let bytes = match watched {
+            Watched::Backup => number(record, "bytes_read"),
+            Watched::Restore => number(record, "bytes"),
+        };
+        self.bytes.set_position(bytes);
+    }
+
+    fn finish(&self) {
+        self.step.finish();
+        self.volumes.finish();
+        self.bytes.finish();
+    }
+}
+
+/// Follows the backup or restore `id` until it is no longer running; returns its last record.
+pub async fn wait(client: &Client, watched: Watched, id: &str) -> Result<Value, CliError> {
+    let bars = Bars::new();
+    let quiet_terminal = !std::io::stderr().is_terminal();
+    let mut last_step = String::new();
+    loop {
+        let record = client.call(Method::GET, &watched.path(id), None).await?;
+        bars.update(watched, &record);
+        let step = record["step"].as_str().unwrap_or("").to_string();
+        if quiet_terminal && !step.is_empty() && step != last_step {
+            eprintln!("{} {id}: step {step}", watched.as_str());
+            last_step = step;
+        }
+        if record["status"] != "running" {
+            bars.finish();
+            return Ok(record);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Follows the deletion of backup `id` until the backup is gone; fails with the deletion's
+/// error when it stops without deleting.
+pub async fn wait_deleted(client: &Client, id: &str) -> Result<(), CliError> {
+    loop {
+        match client
+            .call(Method::GET, &format!("/v1/backups/{id}"), None)
+            .await
+        {
+            Err(ClientError::Api { status: 404, .. }) => return Ok(()),
+            Err(err) => return Err(err.into()),
+            Ok(record) if record["status"] != "deleting" => {
+                return Err(CliError::Usage(format!(
+                    "backup {id} was not deleted: {}",
+                    record["deletion"]["error"]
+                        .as_str()
+                        .unwrap_or("unknown reason")
+                )));
+            }
+            Ok(_) => tokio::time::sleep(POLL).await,
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! The catalog: every backup and restore the server knows of, with its status and progress, as
+//! the API lists and describes them.
+//!
+//! Nothing is written to the catalog directly. Its records are derived from the runs of the
+//! backup, restore, delete and sync workflows (see [`projection`]), so they are exactly as
+//! durable as those runs, survive a restart, and come back the same from a replay of the log.
+//! A backup found in a location by a sync run enters the catalog as `synced`.
+
+mod projection;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use stowage_engine::Store;
+
+use crate::entity::Share;
+
+pub use projection::{CATALOG_PROJECTION, CatalogProjection};
+
+/// The workflow type that deletes a backup (input `{backup, location}`).
+pub const DELETE_WORKFLOW: &str = "backup_delete";
+/// The workflow type that lists a location's backups into the catalog (input `{location}`).
+pub const SYNC_WORKFLOW: &str = "catalog_sync";
+
+/// Where a backup stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupStatus {
+    /// Its run is going.
+    Running,
+    /// Finalized: restorable.
+    Completed,
+    /// Its run failed; it may be retried.
+    Failed,
+    /// Its run was cancelled.
+    Cancelled,
+    /// Being deleted.
+    Deleting,
+}
+
+impl BackupStatus {
+    /// Every status.
+    pub const ALL: [BackupStatus; 5] = [
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Deleting,
+    ];
+
+    /// The status's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Deleting => "deleting",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
+/// Where a restore stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    /// Its run is going.
+    Running,
+    /// Every object was handled (see the counts for failures).
+    Completed,
+    /// Its run failed.
+    Failed,
+    /// Its run was cancelled.
+    Cancelled,
+}
+
+impl RestoreStatus {
+    /// Every status.
+    pub const ALL: [RestoreStatus; 4] = [
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The status's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+}
+
+/// How a backup came into the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A backup run of this server made it.
+    Run,
+    /// A sync run found it in its location.
+    Synced,
+}
+
+/// A backup's figures so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupProgress {
+    /// Namespaces selected.
+    pub namespaces: u64,
+    /// Objects collected.
+    pub objects: u64,
+    /// Volumes to copy.
+    pub volumes_total: u64,
+    /// Volumes copied.
+    pub volumes_done: u64,
+    /// Files in the copied volumes.
+    pub files: u64,
+    /// Bytes of volume content read.
+    pub bytes_read: u64,
+    /// Bytes stored in the location (new chunks, compressed and sealed).
+    pub bytes_uploaded: u64,
+}
+
+/// A deletion under way or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// The delete run.
+    pub run: String,
+    /// The status the backup had before.
+    pub previous: BackupStatus,
+    /// Why it failed, when it did (the backup stays).
+    pub error: Option<String>,
+}
+
+/// A backup as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupRecord {
+    /// Its id, also its folder in the location.
+    pub id: String,
+    /// Its name, for people.
+    pub name: String,
+    /// Who asked for it.
+    pub owner: String,
+    /// Who else may use it, and how.
+    #[serde(default)]
+    pub shares: Vec<Share>,
+    /// Free labels.
+    pub labels: BTreeMap<String, String>,
+    /// The cluster it protects (entity id).
+    pub cluster: String,
+    /// The location it is stored in (entity id).
+    pub location: String,
+    /// What it selects (the backup spec).
+    pub spec: serde_json::Value,
+    /// The schedule that made it.
+    pub schedule: Option<String>,
+    /// Where it stands.
+    pub status: BackupStatus,
+    /// The step running now.
+    pub step: Option<String>,
+    /// Why its run failed.
+    pub error: Option<String>,
+    /// Whether its manifest is written: only then can it be restored.
+    pub restorable: bool,
+    /// Its current (last) run; empty for a synced backup.
+    pub run: String,
+    /// Runs so far (a retry adds one).
+    pub attempts: u32,
+    /// Figures so far.
+    pub progress: BackupProgress,
+    /// How it came into the catalog.
+    pub origin: Origin,
+    /// A deletion under way or failed.
+    pub deletion: Option<Deletion>,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// When its run ended.
+    pub finished_at: Option<String>,
+}
+
+/// A restore's figures so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreProgress {
+    /// Objects created.
+    pub created: u64,
+    /// Objects skipped (existing under `keep`, or left to their controllers).
+    pub skipped: u64,
+    /// Objects deleted and created again.
+    pub replaced: u64,
+    /// Objects merged into existing ones.
+    pub updated: u64,
+    /// Objects the cluster refused.
+    pub failed: u64,
+    /// Volumes to fill.
+    pub volumes_total: u64,
+    /// Volumes filled.
+    pub volumes_done: u64,
+    /// Bytes of volume content written.
+    pub bytes: u64,
+}
+
+/// A restore as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreRecord {
+    /// Its id.
+    pub id: String,
+    /// Its name, for people.
+    pub name: String,
+    /// Who asked for it.
+    pub owner: String,
+    /// Who else may see it.
+    #[serde(default)]
+    pub shares: Vec<Share>,
+    /// The backup restored.
+    pub backup: String,
+    /// The location read.
+    pub location: String,
+    /// The cluster restored into.
+    pub cluster: String,
+    /// What it brings back, and how (the restore spec).
+    pub spec: serde_json::Value,
+    /// Where it stands.
+    pub status: RestoreStatus,
+    /// The step running now.
+    pub step: Option<String>,
+    /// Why its run failed.
+    pub error: Option<String>,
+    /// Its run.
+    pub run: String,
+    /// Figures so far.
+    pub progress: RestoreProgress,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// When its run ended.
+    pub finished_at: Option<String>,
+}
+
+/// Which records a listing wants; every field that is set must match.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogQuery {
+    /// Only this status (its serialized name).
+    pub status: Option<String>,
+    /// Only this cluster.
+    pub cluster: Option<String>,
+    /// Only this location.
+    pub location: Option<String>,
+    /// Only this name.
+    pub name: Option<String>,
+    /// Only backups of this schedule.
+    pub schedule: Option<String>,
+    /// Only backups of this backup (restores).
+    pub backup: Option<String>,
+    /// Only records with all these labels.
+    pub labels: BTreeMap<String, String>,
+    /// Only ids after this one (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl CatalogQuery {
+    /// Whether the filters every record has (status, cluster, location, name) admit these.
+    fn matches(&self, status: &str, cluster: &str, location: &str, name: &str) -> bool {
+        let admits =
+            |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f == value);
+        admits(&self.status, status)
+            && admits(&self.cluster, cluster)
+            && admits(&self.location, location)
+            && admits(&self.name, name)
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogPage<T> {
+    /// The records, by id (creation order).
+    pub items: Vec<T>,
+    /// Where the next page starts, if there is one.
+    pub next_after: Option<String>,
+}
+
+/// Why the catalog could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] stowage_engine::Error),
+    /// A record does not decode.
+    #[error("catalog record `{key}` is corrupt: {reason}")]
+    Corrupt {
+        /// Its key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads the catalog projection.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Arc<Store>,
+}
+
+/// Records scanned per read of the database while a listing fills a page.
+const SCAN_BATCH: usize = 256;
+
+impl Catalog {
+    /// The catalog of `store`, which must have been opened with [`CatalogProjection`].
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, CatalogError> {
+        let Some(bytes) = self.store.projection_get(CATALOG_PROJECTION, key)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| CatalogError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: err.to_string(),
+            })
+    }
+
+    /// The backup with id `id`.
+    pub fn backup(&self, id: &str) -> Result<Option<BackupRecord>, CatalogError> {
+        self.get(&projection::backup_key(id))
+    }
+
+    /// The restore with id `id`.
+    pub fn restore(&self, id: &str) -> Result<Option<RestoreRecord>, CatalogError> {
+        self.get(&projection::restore_key(id))
+    }
+
+    /// The backup or restore that run `run` belongs to, as `(kind, id)` with kind `backup`,
+    /// `restore`, `delete` or `sync`.
+    pub fn run_owner(&self, run: &str) -> Result<Option<(String, String)>, CatalogError> {
+        let index: Option<projection::RunIndex> = self.get(&projection::run_key(run))?;
+        Ok(index.map(|index| (index.kind, index.id)))
+    }
+
+    /// A page of backups that match `query` and that `visible` admits.
+    pub fn backups(
+        &self,
+        query: &CatalogQuery,
+        visible: impl Fn(&BackupRecord) -> bool,
+    ) -> Result<CatalogPage<BackupRecord>, CatalogError> {
+        self.page(projection::BACKUP_PREFIX, query, |record: &BackupRecord| {
+            query.matches(
+                record.status.as_str(),
+                &record.cluster,
+                &record.location,
+                &record.name,
+            ) && query
+                .schedule
+                .as_deref()
+                .is_none_or(|schedule| record.schedule.as_deref() == Some(schedule))
+                && query
+                    .labels
+                    .iter()
+                    .all(|(key, value)| record.labels.get(key) == Some(value))
+                && visible(record)
+        })
+    }
+
+    /// A page of restores that match `query` and that `visible` admits.
+    pub fn restores(
+        &self,
+        query: &CatalogQuery,
+        visible: impl Fn(&RestoreRecord) -> bool,
+    ) -> Result<CatalogPage<RestoreRecord>, CatalogError> {
+        self.page(
+            projection::RESTORE_PREFIX,
+            query,
+            |record: &RestoreRecord| {
+                query.matches(
+                    record.status.as_str(),
+                    &record.cluster,
+                    &record.location,
+                    &record.name,
+                ) && query
+                    .backup
+                    .as_deref()
+                    .is_none_or(|backup| record.backup == backup)
+                    && visible(record)
+            },
+        )
+    }
+
+    /// Scans records under `prefix` in id order, from after `query.after`, until a page is full.
+    fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        query: &CatalogQuery,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Result<CatalogPage<T>, CatalogError> {
+        let limit = query.limit.max(1);
+        let mut items: Vec<(String, T)> = Vec::new();
+        let mut cursor: Option<Vec<u8>> = query.after.as_ref().map(|after| {
+            let mut key = prefix.to_vec();
+            key.extend_from_slice(after.as_bytes());
+            key
+        });
+        loop {
+            let batch = self.store.projection_page(
+                CATALOG_PROJECTION,
+                prefix,
+                cursor.as_deref(),
+                SCAN_BATCH,
+            )?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            for (key, value) in batch {
+                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let record: T =
+                    serde_json::from_slice(&value).map_err(|err| CatalogError::Corrupt {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        reason: err.to_string(),
+                    })?;
+                cursor = Some(key);
+                if !wanted(&record) {
+                    continue;
+                }
+                if items.len() == limit {
+                    let next_after = items.last().map(|(id, _)| id.clone());
+                    return Ok(CatalogPage {
+                        items: items.into_iter().map(|(_, record)| record).collect(),
+                        next_after,
+                    });
+                }
+                items.push((id, record));
+            }
+            if exhausted {
+                return Ok(CatalogPage {
+                    items: items.into_iter().map(|(_, record)| record).collect(),
+                    next_after: None,
+                });
+            }
+        }
+    }
+}

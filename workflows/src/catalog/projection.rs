@@ -1,0 +1,510 @@
+//! The `catalog` projection: backup and restore records folded from the events of the backup,
+//! restore, delete and sync workflow runs.
+//!
+//! Keys: `backup/<id>` → [`BackupRecord`] as JSON; `restore/<id>` → [`RestoreRecord`] as JSON;
+//! `run/<run id>` → which record the run works on ([`RunIndex`]). Events of runs of other
+//! workflow types pass by. An event whose payload this projection cannot read is skipped, never
+//! refused: refusing it would stop the run that wrote it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stowage_engine::{Projection, ProjectionState, RecordedEvent, RunEvent, RunStatus, run_event};
+
+use super::{
+    BackupProgress, BackupRecord, BackupStatus, DELETE_WORKFLOW, Deletion, Origin, RestoreProgress,
+    RestoreRecord, RestoreStatus, SYNC_WORKFLOW,
+};
+use crate::backup::workflow::{BACKUP_WORKFLOW, BackupInput, UploadProgress};
+use crate::restore::workflow::{RESTORE_WORKFLOW, RestoreInput, VolumesRestored};
+
+/// The projection's name.
+pub const CATALOG_PROJECTION: &str = "catalog";
+
+pub(super) const BACKUP_PREFIX: &[u8] = b"backup/";
+pub(super) const RESTORE_PREFIX: &[u8] = b"restore/";
+
+pub(super) fn backup_key(id: &str) -> Vec<u8> {
+    [BACKUP_PREFIX, id.as_bytes()].concat()
+}
+
+pub(super) fn restore_key(id: &str) -> Vec<u8> {
+    [RESTORE_PREFIX, id.as_bytes()].concat()
+}
+
+pub(super) fn run_key(run: &str) -> Vec<u8> {
+    format!("run/{run}").into_bytes()
+}
+
+/// Which record a run works on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RunIndex {
+    /// `backup`, `restore`, `delete` or `sync`.
+    pub kind: String,
+    /// The backup or restore id (the location id for a sync).
+    pub id: String,
+    /// Who started the run.
+    pub actor: String,
+}
+
+/// The input of a delete run.
+#[derive(Debug, Deserialize)]
+struct DeleteInput {
+    backup: String,
+}
+
+/// What a sync run's `scan` step found.
+#[derive(Debug, Deserialize)]
+struct Scanned {
+    location: String,
+    #[serde(default)]
+    backups: Vec<ScannedBackup>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ScannedBackup {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    finished_at: i64,
+    #[serde(default)]
+    spec: Value,
+    #[serde(default)]
+    objects: u64,
+    #[serde(default)]
+    volumes: Vec<Value>,
+    #[serde(default)]
+    bytes: u64,
+}
+
+fn rfc3339(at_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(at_ms)
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn read<T: serde::de::DeserializeOwned>(
+    state: &ProjectionState<'_>,
+    key: &[u8],
+) -> Result<Option<T>, String> {
+    match state.get(key)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|err| format!("{}: {err}", String::from_utf8_lossy(key))),
+        None => Ok(None),
+    }
+}
+
+fn write<T: Serialize>(
+    state: &mut ProjectionState<'_>,
+    key: &[u8],
+    value: &T,
+) -> Result<(), String> {
+    let bytes = serde_json::to_vec(value).map_err(|err| err.to_string())?;
+    state.put(key, bytes);
+    Ok(())
+}
+
+fn number(value: &Value, pointer: &str) -> u64 {
+    value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Maintains the catalog from workflow events.
+#[derive(Debug, Default)]
+pub struct CatalogProjection;
+
+impl Projection for CatalogProjection {
+    fn name(&self) -> &'static str {
+        CATALOG_PROJECTION
+    }
+
+    fn apply(&self, event: &RecordedEvent, state: &mut ProjectionState<'_>) -> Result<(), String> {
+        let Some(parsed) = run_event(event) else {
+            return Ok(());
+        };
+        let Ok((run, typed)) = parsed else {
+            return Ok(());
+        };
+        let at = rfc3339(event.at_ms);
+        if let RunEvent::Started {
+            workflow, input, ..
+        } = &typed
+        {
+            return started(state, &run, workflow, input, &event.actor, &at);
+        }
+        let Some(index) = read::<RunIndex>(state, &run_key(&run))? else {
+            return Ok(());
+        };
+        match index.kind.as_str() {
+            "backup" => backup_event(state, &index.id, &run, &typed, &at),
+            "restore" => restore_event(state, &index.id, &typed, &at),
+            "delete" => delete_event(state, &index.id, &run, &typed, &at),
+            "sync" => sync_event(state, &index.actor, &typed, &at),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn started(
+    state: &mut ProjectionState<'_>,
+    run: &str,
+    workflow: &str,
+    input: &Value,
+    actor: &str,
+    at: &str,
+) -> Result<(), String> {
+    let index = |kind: &str, id: &str| RunIndex {
+        kind: kind.into(),
+        id: id.into(),
+        actor: actor.into(),
+    };
+    match workflow {
+        BACKUP_WORKFLOW => {
+            let Ok(input) = serde_json::from_value::<BackupInput>(input.clone()) else {
+                return Ok(());
+            };
+            let key = backup_key(&input.backup);
+            let record = match read::<BackupRecord>(state, &key)? {
+                // A retry: the same backup, a new run.
+                Some(mut record) => {
+                    record.run = run.into();
+                    record.attempts += 1;
+                    record.status = BackupStatus::Running;
+                    record.step = None;
+                    record.error = None;
+                    record.progress = BackupProgress::default();
+                    record.finished_at = None;
+                    record.updated_at = at.into();
+                    record
+                }
+                None => BackupRecord {
+                    id: input.backup.clone(),
+                    name: input.name.clone(),
+                    owner: actor.into(),
+                    shares: Vec::new(),
+                    labels: input.labels.clone(),
+                    cluster: input.spec.cluster.clone(),
+                    location: input.spec.location.clone(),
+                    spec: serde_json::to_value(&input.spec).map_err(|err| err.to_string())?,
+                    schedule: input.schedule.clone(),
+                    status: BackupStatus::Running,
+                    step: None,
+                    error: None,
+                    restorable: false,
+                    run: run.into(),
+                    attempts: 1,
+                    progress: BackupProgress::default(),
+                    origin: Origin::Run,
+                    deletion: None,
+                    created_at: at.into(),
+                    updated_at: at.into(),
+                    finished_at: None,
+                },
+            };
+            write(state, &key, &record)?;
+            write(state, &run_key(run), &index("backup", &input.backup))
+        }
+        RESTORE_WORKFLOW => {
+            let Ok(input) = serde_json::from_value::<RestoreInput>(input.clone()) else {
+                return Ok(());
+            };
+            let record = RestoreRecord {
+                id: input.restore.clone(),
+                name: input.name.clone(),
+                owner: actor.into(),
+                shares: Vec::new(),
+                backup: input.spec.backup.clone(),
+                location: input.spec.location.clone(),
+                cluster: input.spec.cluster.clone(),
+                spec: serde_json::to_value(&input.spec).map_err(|err| err.to_string())?,
+                status: RestoreStatus::Running,
+                step: None,
+                error: None,
+                run: run.into(),
+                progress: RestoreProgress::default(),
+                created_at: at.into(),
+                updated_at: at.into(),
+                finished_at: None,
+            };
+            write(state, &restore_key(&input.restore), &record)?;
+            write(state, &run_key(run), &index("restore", &input.restore))
+        }
+        DELETE_WORKFLOW => {
+            let Ok(input) = serde_json::from_value::<DeleteInput>(input.clone()) else {
+                return Ok(());
+            };
+            let key = backup_key(&input.backup);
+            if let Some(mut record) = read::<BackupRecord>(state, &key)? {
+                let previous = match &record.deletion {
+                    Some(deletion) if record.status == BackupStatus::Deleting => deletion.previous,
+                    _ => record.status,
+                };
+                record.deletion = Some(Deletion {
+                    run: run.into(),
+                    previous,
+                    error: None,
+                });
+                record.status = BackupStatus::Deleting;
+                record.updated_at = at.into();
+                write(state, &key, &record)?;
+            }
+            write(state, &run_key(run), &index("delete", &input.backup))
+        }
+        SYNC_WORKFLOW => {
+            let location = input
+                .get("location")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            write(state, &run_key(run), &index("sync", location))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn backup_event(
+    state: &mut ProjectionState<'_>,
+    id: &str,
+    run: &str,
+    event: &RunEvent,
+    at: &str,
+) -> Result<(), String> {
+    let key = backup_key(id);
+    let Some(mut record) = read::<BackupRecord>(state, &key)? else {
+        return Ok(());
+    };
+    // Events of an earlier attempt, or of a run whose backup is being deleted, change nothing.
+    if record.run != run || record.status == BackupStatus::Deleting {
+        return Ok(());
+    }
+    let progress = &mut record.progress;
+    match event {
+        RunEvent::StepStarted { step, .. } => record.step = Some(step.clone()),
+        RunEvent::StepProgress { step, detail } if step == "upload" => {
+            if let Ok(upload) = serde_json::from_value::<UploadProgress>(detail.clone()) {
+                progress.volumes_done = upload.done.len() as u64;
+                progress.bytes_read = upload.bytes_read;
+                progress.bytes_uploaded = upload.bytes_uploaded;
+                progress.files = upload.files;
+            }
+        }
+        RunEvent::StepCompleted { step, output } => match step.as_str() {
+            "validate" => {
+                progress.namespaces = output
+                    .get("namespaces")
+                    .and_then(Value::as_array)
+                    .map_or(0, |namespaces| namespaces.len() as u64);
+            }
+            "collect" => progress.objects = number(output, "/summary/objects"),
+            "snapshot" => {
+                progress.volumes_total = output.as_array().map_or(0, |copies| copies.len() as u64)
+            }
+            "upload" => {
+                progress.volumes_done = output
+                    .get("volumes")
+                    .and_then(Value::as_array)
+                    .map_or(0, |volumes| volumes.len() as u64);
+                progress.bytes_read = number(output, "/bytes_read");
+                progress.bytes_uploaded = number(output, "/bytes_uploaded");
+                progress.files = number(output, "/files");
+            }
+            "finalize" => record.restorable = true,
+            _ => {}
+        },
+        RunEvent::StepFailed {
+            error,
+            will_retry: false,
+            ..
+        } => record.error = Some(error.clone()),
+        RunEvent::CleanupStarted { .. } => record.step = None,
+        RunEvent::Finished { status, error } => {
+            record.status = match status {
+                RunStatus::Completed => BackupStatus::Completed,
+                RunStatus::Failed => BackupStatus::Failed,
+                RunStatus::Cancelled => BackupStatus::Cancelled,
+                RunStatus::Running => BackupStatus::Running,
+            };
+            if error.is_some() {
+                record.error = error.clone();
+            }
+            record.step = None;
+            record.finished_at = Some(at.into());
+        }
+        _ => return Ok(()),
+    }
+    record.updated_at = at.into();
+    write(state, &key, &record)
+}
+
+fn restore_event(
+    state: &mut ProjectionState<'_>,
+    id: &str,
+    event: &RunEvent,
+    at: &str,
+) -> Result<(), String> {
+    let key = restore_key(id);
+    let Some(mut record) = read::<RestoreRecord>(state, &key)? else {
+        return Ok(());
+    };
+    let progress = &mut record.progress;
+    let count = |progress: &mut RestoreProgress, results: Option<&Value>| {
+        for result in results.and_then(Value::as_array).into_iter().flatten() {
+            match result.get("outcome").and_then(Value::as_str) {
+                Some("created") => progress.created += 1,
+                Some("skipped") => progress.skipped += 1,
+                Some("replaced") => progress.replaced += 1,
+                Some("updated") => progress.updated += 1,
+                Some("failed") => progress.failed += 1,
+                _ => {}
+            }
+        }
+    };
+    match event {
+        RunEvent::StepStarted { step, .. } => record.step = Some(step.clone()),
+        RunEvent::StepProgress { step, detail } if step == "volumes" => {
+            if let Ok(volumes) = serde_json::from_value::<VolumesRestored>(detail.clone()) {
+                progress.volumes_total = volumes.total as u64;
+                progress.volumes_done = volumes.volumes.len() as u64;
+                progress.bytes = volumes.bytes;
+            }
+        }
+        RunEvent::StepCompleted { step, output } => match step.as_str() {
+            "objects" => {
+                count(progress, output.get("results"));
+                progress.volumes_total = output
+                    .get("claims")
+                    .and_then(Value::as_array)
+                    .map_or(0, |claims| claims.len() as u64);
+            }
+            "volumes" => {
+                if let Ok(volumes) = serde_json::from_value::<VolumesRestored>(output.clone()) {
+                    progress.volumes_done = volumes.volumes.len() as u64;
+                    progress.bytes = volumes.bytes;
+                }
+            }
+            "workloads" => count(progress, output.get("results")),
+            _ => {}
+        },
+        RunEvent::StepFailed {
+            error,
+            will_retry: false,
+            ..
+        } => record.error = Some(error.clone()),
+        RunEvent::CleanupStarted { .. } => record.step = None,
+        RunEvent::Finished { status, error } => {
+            record.status = match status {
+                RunStatus::Completed => RestoreStatus::Completed,
+                RunStatus::Failed => RestoreStatus::Failed,
+                RunStatus::Cancelled => RestoreStatus::Cancelled,
+                RunStatus::Running => RestoreStatus::Running,
+            };
+            if error.is_some() {
+                record.error = error.clone();
+            }
+            record.step = None;
+            record.finished_at = Some(at.into());
+        }
+        _ => return Ok(()),
+    }
+    record.updated_at = at.into();
+    write(state, &key, &record)
+}
+
+fn delete_event(
+    state: &mut ProjectionState<'_>,
+    backup: &str,
+    run: &str,
+    event: &RunEvent,
+    at: &str,
+) -> Result<(), String> {
+    let RunEvent::Finished { status, error } = event else {
+        return Ok(());
+    };
+    let key = backup_key(backup);
+    let Some(mut record) = read::<BackupRecord>(state, &key)? else {
+        return Ok(());
+    };
+    let Some(deletion) = record
+        .deletion
+        .clone()
+        .filter(|deletion| deletion.run == run)
+    else {
+        return Ok(());
+    };
+    if *status == RunStatus::Completed {
+        state.delete(&key);
+        return Ok(());
+    }
+    // The backup stays as it was; the failure is shown with it.
+    record.status = deletion.previous;
+    record.deletion = Some(Deletion {
+        error: Some(
+            error
+                .clone()
+                .unwrap_or_else(|| format!("the deletion was {}", status.as_str())),
+        ),
+        ..deletion
+    });
+    record.updated_at = at.into();
+    write(state, &key, &record)
+}
+
+fn sync_event(
+    state: &mut ProjectionState<'_>,
+    actor: &str,
+    event: &RunEvent,
+    at: &str,
+) -> Result<(), String> {
+    let RunEvent::StepCompleted { step, output } = event else {
+        return Ok(());
+    };
+    if step != "scan" {
+        return Ok(());
+    }
+    let Ok(scanned) = serde_json::from_value::<Scanned>(output.clone()) else {
+        return Ok(());
+    };
+    for found in scanned.backups {
+        let key = backup_key(&found.id);
+        if read::<BackupRecord>(state, &key)?.is_some() {
+            continue;
+        }
+        let finished = rfc3339(found.finished_at.saturating_mul(1000));
+        let record = BackupRecord {
+            id: found.id.clone(),
+            name: if found.name.is_empty() {
+                found.id.clone()
+            } else {
+                found.name
+            },
+            owner: actor.into(),
+            shares: Vec::new(),
+            labels: Default::default(),
+            cluster: found.cluster,
+            location: scanned.location.clone(),
+            spec: found.spec,
+            schedule: None,
+            status: BackupStatus::Completed,
+            step: None,
+            error: None,
+            restorable: true,
+            run: String::new(),
+            attempts: 0,
+            progress: BackupProgress {
+                objects: found.objects,
+                volumes_total: found.volumes.len() as u64,
+                volumes_done: found.volumes.len() as u64,
+                bytes_read: found.bytes,
+                ..BackupProgress::default()
+            },
+            origin: Origin::Synced,
+            deletion: None,
+            created_at: finished.clone(),
+            updated_at: at.into(),
+            finished_at: Some(finished),
+        };
+        write(state, &key, &record)?;
+    }
+    Ok(())
+}
