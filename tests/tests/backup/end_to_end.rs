@@ -27,7 +27,7 @@ use super::create;
 use crate::kubesim::{TestCluster, eventually};
 
 /// The image prefix data-mover pods use, mapped to the built `stowage` binary.
-pub(super) const MOVER_IMAGE: &str = "stowage/stowage";
+pub(crate) const MOVER_IMAGE: &str = "stowage/stowage";
 
 /// The `stowage` binary next to this test binary (`target/debug/stowage`).
 pub(super) fn stowage_binary() -> PathBuf {

@@ -2,8 +2,9 @@
 //! selection, and how collected objects come back in another cluster or the same one.
 
 mod collect;
-mod end_to_end;
+pub(crate) mod end_to_end;
 mod restore;
+mod routes;
 mod served;
 
 use std::collections::BTreeSet;

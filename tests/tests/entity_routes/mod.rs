@@ -32,12 +32,26 @@ impl Users {
         for user in ["alice", "bob", "carol"] {
             tokens.insert(user, oidc.token(oidc.user(user), None).await.unwrap());
         }
+        // Data movers run the built `stowage` binary in kubesim clusters that map this image.
+        let settings = stowage::WorkflowSettings {
+            mover: stowage_workflows::backup::volumes::MoverSettings {
+                image: format!("{}:test", crate::backup::end_to_end::MOVER_IMAGE),
+                ..Default::default()
+            },
+        };
+        let runtime = stowage::server_runtime(store, settings).unwrap();
+        runtime.recover().await.unwrap();
         Users {
-            api: ApiServer::start(store, auth).await.unwrap(),
+            api: ApiServer::start_with(runtime, auth).await.unwrap(),
             tokens,
             answers: Mutex::new(Vec::new()),
             _dir: dir,
         }
+    }
+
+    /// `user`'s bearer token.
+    pub fn token(&self, user: &str) -> &str {
+        &self.tokens[user]
     }
 
     pub async fn call(

@@ -1,0 +1,342 @@
+//! `/v1/backups`, `/v1/restores` and `/v1/workflows` over real HTTP with real OIDC users: bad
+//! input named, foreign backups hidden, a backup cancelled and retried, a repeated start with an
+//! idempotency key answered with the first backup, and a restore into another namespace.
+
+use std::time::Duration;
+
+use reqwest::Method as M;
+use serde_json::{Value, json};
+
+use super::end_to_end::{
+    claim_folder, connect, database_running, deploy_app, files, no_temporaries, start,
+};
+use crate::entity_routes::Users;
+
+/// Polls backup or restore `path` until it is no longer running.
+async fn settled(users: &Users, user: &str, path: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, record) = users.call(user, M::GET, path, None).await;
+        assert_eq!(status, 200, "{record}");
+        if record["status"] != "running" {
+            return record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} still running: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_named_and_unknown_runs_are_not_found() {
+    let users = Users::start().await;
+    let (status, body) = users
+        .call(
+            "carol",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "x", "spec": {}})),
+        )
+        .await;
+    assert_eq!(status, 403, "a viewer cannot start backups: {body}");
+
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "x", "spec": {"location": "l"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "spec", "{body}");
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "x", "spec": {"cluster": "", "location": "l"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "spec.cluster", "{body}");
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "x", "spec": {"cluster": "nope", "location": "l"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "spec.cluster", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("no cluster"),
+        "{body}"
+    );
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "Bad Name", "spec": {"cluster": "c", "location": "l"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "name", "{body}");
+
+    for (query, parameter) in [
+        ("status=done", "status"),
+        ("limit=0", "limit"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = users
+            .call("bob", M::GET, &format!("/v1/backups?{query}"), None)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["details"]["parameter"], parameter, "{body}");
+    }
+    for (method, path) in [
+        (M::GET, "/v1/backups/nope"),
+        (M::POST, "/v1/backups/nope/cancel"),
+        (M::POST, "/v1/backups/nope/retry"),
+        (M::DELETE, "/v1/backups/nope"),
+        (M::GET, "/v1/restores/nope"),
+        (M::GET, "/v1/restores/nope/results"),
+        (M::POST, "/v1/restores/nope/cancel"),
+        (M::GET, "/v1/workflows/nope"),
+        (M::GET, "/v1/workflows/nope/events"),
+    ] {
+        let (status, body) = users.call("bob", method.clone(), path, None).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["code"], "not_found");
+    }
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/restores",
+            Some(json!({"name": "r", "spec": {"backup": "nope", "cluster": "c"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["details"]["field"], "spec.backup", "{body}");
+    let (status, body) = users
+        .call("bob", M::GET, "/v1/backups?status=running&limit=5", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"items": [], "next_after": null}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_mapping() {
+    let users = Users::start().await;
+    let cluster = start("routes").await;
+    let client = connect(&cluster).await;
+    deploy_app(&client.client).await;
+    let folder = claim_folder(&cluster, &client, "shop", "data").await;
+    std::fs::write(folder.join("PG_VERSION"), b"17\n").unwrap();
+    std::fs::write(folder.join("table.dat"), vec![3u8; 100_000]).unwrap();
+    database_running(&client).await;
+    let original = files(&folder);
+
+    let kubeconfig = std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap();
+    let (status, cluster_record) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/clusters",
+            Some(json!({"name": "routes", "spec": {"kubeconfig": kubeconfig}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{cluster_record}");
+    let bucket = tempfile::tempdir().unwrap();
+    let (status, location) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/locations",
+            Some(json!({"name": "local", "spec": {
+                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": "repo"},
+                "passphrase": "correct horse battery"
+            }})),
+        )
+        .await;
+    assert_eq!(status, 201, "{location}");
+    let (status, rule) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/rules",
+            Some(json!({"name": "slow", "spec": {
+                "pod_selector": {"matchLabels": {"app": "db"}},
+                "actions": [{"command": ["sleep", "2"]}]
+            }})),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let daily = json!({"name": "daily", "labels": {"team": "shop"}, "spec": {
+        "cluster": cluster_record["id"], "location": location["id"],
+        "namespaces": ["shop"], "pre_rules": [rule["id"]]
+    }});
+
+    // Started, then cancelled while its pre-rule runs.
+    let (status, backup) = users
+        .call("bob", M::POST, "/v1/backups", Some(daily.clone()))
+        .await;
+    assert_eq!(status, 202, "{backup}");
+    assert_eq!(backup["status"], "running");
+    assert_eq!(backup["owner"], users_subject(&users, "bob").await);
+    let id = backup["id"].as_str().unwrap().to_string();
+    let (status, cancelled) = users
+        .call("bob", M::POST, &format!("/v1/backups/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, 202, "{cancelled}");
+    let record = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
+    assert_eq!(record["status"], "cancelled", "{record}");
+    assert_eq!(record["restorable"], false);
+    no_temporaries(&client, "shop").await;
+    let (status, body) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/restores",
+            Some(json!({"name": "early", "spec": {"backup": id, "cluster": cluster_record["id"]}})),
+        )
+        .await;
+    assert_eq!(
+        status, 409,
+        "a backup without a manifest is not restorable: {body}"
+    );
+
+    // Hidden from a user it is not shared with; an admin sees it.
+    let (status, _) = users
+        .call("carol", M::GET, &format!("/v1/backups/{id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, carols) = users.call("carol", M::GET, "/v1/backups", None).await;
+    assert_eq!(carols["items"], json!([]), "{carols}");
+    let (_, alices) = users
+        .call("alice", M::GET, "/v1/backups?label=team=shop", None)
+        .await;
+    assert_eq!(alices["items"][0]["id"], id.as_str(), "{alices}");
+    let (status, _) = users
+        .call(
+            "carol",
+            M::GET,
+            &format!("/v1/workflows/{}", record["run"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "its run is hidden too");
+
+    // Retried: the same backup, a second run, completed.
+    let (status, retried) = users
+        .call("bob", M::POST, &format!("/v1/backups/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["attempts"], 2);
+    assert_ne!(retried["run"], record["run"]);
+    let record = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["restorable"], true);
+    assert_eq!(record["progress"]["volumes_done"], 1, "{record}");
+    for (method, action) in [(M::POST, "retry"), (M::POST, "cancel")] {
+        let (status, body) = users
+            .call("bob", method, &format!("/v1/backups/{id}/{action}"), None)
+            .await;
+        assert_eq!(status, 409, "{action} of a completed backup: {body}");
+    }
+    let (status, run) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/workflows/{}", record["run"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["attempts"]["upload"], 1, "{run}");
+
+    // The same idempotency key twice: one backup.
+    let keyed = |key: &'static str| {
+        let users = &users;
+        let body = daily.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(users.api.url("/v1/backups"))
+                .bearer_auth(users.token("bob"))
+                .header("idempotency-key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let answer = response.json::<Value>().await.unwrap();
+            assert_eq!(status, 202, "{answer}");
+            answer["id"].clone()
+        }
+    };
+    let first = keyed("nightly-2026-11-25").await;
+    assert_eq!(keyed("nightly-2026-11-25").await, first);
+    assert_ne!(first, json!(id));
+    settled(
+        &users,
+        "bob",
+        &format!("/v1/backups/{}", first.as_str().unwrap()),
+    )
+    .await;
+
+    // Restored into another namespace.
+    let (status, restore) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/restores",
+            Some(json!({"name": "copy", "spec": {
+                "backup": id, "cluster": cluster_record["id"],
+                "namespace_mapping": {"shop": "shop-copy"}
+            }})),
+        )
+        .await;
+    assert_eq!(status, 202, "{restore}");
+    let restore_id = restore["id"].as_str().unwrap();
+    let record = settled(&users, "bob", &format!("/v1/restores/{restore_id}")).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["progress"]["failed"], 0, "{record}");
+    assert_eq!(
+        record["location"], location["id"],
+        "the backup's location by default"
+    );
+    let (_, results) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/restores/{restore_id}/results"),
+            None,
+        )
+        .await;
+    assert!(
+        results["items"].as_array().unwrap().iter().any(|r| {
+            r["kind"] == "Deployment.apps"
+                && r["namespace"] == "shop-copy"
+                && r["outcome"] == "created"
+        }),
+        "{results}"
+    );
+    let copied = claim_folder(&cluster, &client, "shop-copy", "data").await;
+    assert_eq!(files(&copied), original);
+    let (_, listed) = users
+        .call("bob", M::GET, &format!("/v1/restores?backup={id}"), None)
+        .await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    no_temporaries(&client, "shop-copy").await;
+}
+
+async fn users_subject(users: &Users, user: &str) -> Value {
+    let (_, who) = users.call(user, M::GET, "/v1/whoami", None).await;
+    who["subject"].clone()
+}
