@@ -185,7 +185,7 @@ async fn pre_rules(services: Arc<Services>, ctx: StepContext) -> StepResult {
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
-async fn collect_objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
+async fn collect_objects(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
     let input: BackupInput = ctx.input()?;
     let cluster = services.cluster(&input.spec.cluster).await?;
     let (_, repository) = services.repository(&input.spec.location).await?;
@@ -193,12 +193,37 @@ async fn collect_objects(services: Arc<Services>, ctx: StepContext) -> StepResul
         .resource_writer(&input.backup)
         .map_err(storage_error)?;
     let mut sink = PackSink(writer);
-    let summary = collect::collect(&cluster, &input.spec.selection(), &mut sink, &mut |_| {})
-        .await
-        .map_err(collect_error)?;
+    // The count so far is recorded as a progress event every few seconds while objects come in.
+    let (count_tx, count_rx) = tokio::sync::watch::channel(0u64);
+    let selection = input.spec.selection();
+    let mut report = move |objects: u64| {
+        count_tx.send_replace(objects);
+    };
+    let summary = {
+        let collecting = collect::collect(&cluster, &selection, &mut sink, &mut report);
+        tokio::pin!(collecting);
+        let mut ticks = tokio::time::interval(COLLECT_PROGRESS_EVERY);
+        ticks.tick().await;
+        let mut reported = 0;
+        loop {
+            tokio::select! {
+                summary = &mut collecting => break summary.map_err(collect_error)?,
+                _ = ticks.tick() => {
+                    let objects = *count_rx.borrow();
+                    if objects > reported {
+                        reported = objects;
+                        ctx.checkpoint(&json!({ "objects": objects })).await?;
+                    }
+                }
+            }
+        }
+    };
     let resources = sink.0.finish().await.map_err(storage_error)?;
     output(&Collected { summary, resources })
 }
+
+/// How often the collect step records how many objects it has so far.
+const COLLECT_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn snapshot(services: Arc<Services>, ctx: StepContext) -> StepResult {

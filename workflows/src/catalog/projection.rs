@@ -281,6 +281,9 @@ fn backup_event(
     let progress = &mut record.progress;
     match event {
         RunEvent::StepStarted { step, .. } => record.step = Some(step.clone()),
+        RunEvent::StepProgress { step, detail } if step == "collect" => {
+            progress.objects = number(detail, "/objects");
+        }
         RunEvent::StepProgress { step, detail } if step == "upload" => {
             if let Ok(upload) = serde_json::from_value::<UploadProgress>(detail.clone()) {
                 progress.volumes_done = upload.done.len() as u64;
