@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod restores;
 pub mod runs;
 mod server;
+pub mod sync;
 
 pub use catalog_state::{WorkflowSettings, server_runtime};
 pub use server::{AppState, ServerConfig, ServerError, Started, open_store, routes, serve};

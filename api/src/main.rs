@@ -38,9 +38,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Cluster { command } => {
             cli::entities::run("clusters", command, cli::entities::cluster_add).await?
         }
-        Command::Location { command } => {
-            cli::entities::run("locations", command, cli::entities::location_add).await?
-        }
+        Command::Location { command } => match command {
+            cli::LocationCommand::Entity(command) => {
+                cli::entities::run("locations", command, cli::entities::location_add).await?
+            }
+            cli::LocationCommand::Sync { name, wait, client } => {
+                cli::backups::location_sync(&name, wait, &client).await?
+            }
+        },
         Command::Credential { command } => {
             cli::entities::run("credentials", command, cli::entities::credential_add).await?
         }

@@ -65,6 +65,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/restores/{id}/cancel"),
     ("get", "/v1/workflows/{id}"),
     ("get", "/v1/workflows/{id}/events"),
+    ("post", "/v1/locations/{id}/sync"),
 ];
 
 /// The document.
@@ -126,6 +127,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::restores::cancel,
         crate::runs::get,
         crate::runs::events,
+        crate::sync::sync,
     ),
     components(schemas(ApiError, AuditEvent, AuditPage, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore)),
     modifiers(&BearerAuth),

@@ -1,6 +1,6 @@
 //! The REST routes of workflow runs (`/v1/workflows/{id}`): a run's state (steps, attempts,
 //! outputs, errors) and its events, for `describe` and `logs`. A run is visible to whoever may
-//! see the backup or restore it works on; runs of no catalog record are shown to admins only.
+//! see the backup or restore it works on; other runs (syncs) to whoever started them, and to admins.
 
 use stowage_engine::RunState;
 use stowage_workflows::entity::ShareLevel;
@@ -46,7 +46,13 @@ fn visible_run(
             .is_some_and(|restore| {
                 authz::level_of(principal, &restore.owner, &restore.shares).is_some()
             }),
-        _ => false,
+        // A sync, or a run of a record that is gone: whoever started it.
+        _ => state
+            .runtime
+            .run_events(id)
+            .map_err(|err| ApiError::internal(&err))?
+            .first()
+            .is_some_and(|started| started.actor == principal.subject),
     };
     if allowed { Ok(run) } else { Err(hidden()) }
 }

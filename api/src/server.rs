@@ -30,6 +30,7 @@ use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
 use crate::restores;
 use crate::runs;
+use crate::sync;
 
 /// How `stowage server` runs.
 #[derive(Debug, Clone)]
@@ -226,6 +227,7 @@ pub fn routes(
     let backups = backups::routes(state.catalog.clone(), principal(state.auth.clone()));
     let restores = restores::routes(state.catalog.clone(), principal(state.auth.clone()));
     let runs = runs::routes(state.catalog.clone(), principal(state.auth.clone()));
+    let sync = sync::routes(state.catalog.clone(), principal(state.auth.clone()));
     let whoami = warp::path!("v1" / "whoami")
         .and(warp::get())
         .and(principal(state.auth.clone()))
@@ -254,6 +256,7 @@ pub fn routes(
         .or(backups)
         .or(restores)
         .or(runs)
+        .or(sync)
         .recover(error::recover)
         .with(observe)
 }

@@ -653,3 +653,37 @@ pub async fn restore(command: RestoreCommand) -> Result<(), CliError> {
         }
     }
 }
+
+/// `stowage location sync`: starts a catalog sync; with `wait`, follows it and says what it found.
+pub async fn location_sync(name: &str, wait: bool, flags: &ClientFlags) -> Result<(), CliError> {
+    let client = client(flags)?;
+    let id = super::entities::find_id(&client, "locations", name).await?;
+    let started = client
+        .call(Method::POST, &format!("/v1/locations/{id}/sync"), None)
+        .await?;
+    let run = text(&started["run"]);
+    if !wait {
+        return print(&format!("syncing location `{name}` (run {run})"));
+    }
+    let state = progress::wait_run(&client, &run).await?;
+    if state["status"] != "completed" {
+        return Err(CliError::Usage(format!(
+            "the sync of location `{name}` ended {}: {}",
+            text(&state["status"]),
+            text(&state["error"])
+        )));
+    }
+    let scanned = &state["outputs"]["scan"];
+    let found = scanned["backups"].as_array().map_or(0, Vec::len);
+    print(&format!(
+        "location `{name}` holds {found} finished backup(s); they are in `stowage backup list`"
+    ))?;
+    for unreadable in scanned["unreadable"].as_array().into_iter().flatten() {
+        print(&format!(
+            "unreadable: backup {}: {}",
+            text(&unreadable["id"]),
+            text(&unreadable["error"])
+        ))?;
+    }
+    Ok(())
+}

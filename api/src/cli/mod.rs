@@ -84,7 +84,7 @@ pub enum Command {
     Location {
         /// What to do.
         #[command(subcommand)]
-        command: entities::EntityCommand<entities::LocationAdd>,
+        command: LocationCommand,
     },
     /// Registers, lists, shows and removes cloud credentials that locations name.
     Credential {
@@ -122,6 +122,26 @@ pub enum Command {
     Completion {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+/// `stowage location` commands: those of every entity, and `sync`.
+#[derive(Debug, Subcommand)]
+pub enum LocationCommand {
+    /// Add, list, get, remove.
+    #[command(flatten)]
+    Entity(entities::EntityCommand<entities::LocationAdd>),
+    /// Lists the finished backups found in the location into the catalog (after a disaster,
+    /// on a new server).
+    Sync {
+        /// The location (name or id).
+        name: String,
+        /// Follow the sync until it ends and say what it found.
+        #[arg(long)]
+        wait: bool,
+        /// Client flags.
+        #[command(flatten)]
+        client: ClientFlags,
     },
 }
 

@@ -166,3 +166,16 @@ pub async fn wait_deleted(client: &Client, id: &str) -> Result<(), CliError> {
         }
     }
 }
+
+/// Follows workflow run `run` until it ends; returns its final state.
+pub async fn wait_run(client: &Client, run: &str) -> Result<Value, CliError> {
+    loop {
+        let state = client
+            .call(Method::GET, &format!("/v1/workflows/{run}"), None)
+            .await?;
+        if state["status"] != "running" {
+            return Ok(state);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
