@@ -3,6 +3,7 @@
 
 mod collect;
 pub(crate) mod end_to_end;
+mod recovery;
 mod restore;
 mod routes;
 mod served;
