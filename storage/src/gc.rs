@@ -45,6 +45,8 @@ pub struct GcReport {
     pub referenced: u64,
     /// Unreferenced chunks deleted.
     pub deleted: u64,
+    /// Bytes of the chunks deleted, as stored (compressed and sealed).
+    pub deleted_bytes: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
     /// Staged backups (no manifest yet) younger than the grace window, whose chunks were kept.
@@ -53,6 +55,19 @@ pub struct GcReport {
     pub abandoned_objects: u64,
     /// When not empty, the collection deleted nothing because these backups were running.
     pub postponed_by: Vec<String>,
+}
+
+/// A backup's lock in the repository, as [`Repository::backup_locks`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    /// The lock's name under `locks/`.
+    pub name: String,
+    /// The backup that took it.
+    pub backup: String,
+    /// How long ago it was written.
+    pub age: Duration,
+    /// Whether it is older than [`STALE_LOCK`]: its process died and collections ignore it.
+    pub stale: bool,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -139,6 +154,33 @@ impl Repository {
             .collect())
     }
 
+    /// Every backup lock in the repository, stale ones included, oldest first. A lock that a
+    /// crashed backup left postpones every collection until it is [`STALE_LOCK`] old: this is
+    /// how callers can tell how long that is.
+    pub async fn backup_locks(&self) -> Result<Vec<HeldLock>> {
+        let now = now_unix();
+        let mut locks: Vec<HeldLock> = self
+            .list(LOCKS)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?.to_string();
+                let backup = backup_of_lock(&name)?.to_string();
+                let age = Duration::from_secs(
+                    u64::try_from(now - meta.last_modified.timestamp()).unwrap_or(0),
+                );
+                Some(HeldLock {
+                    stale: age >= STALE_LOCK,
+                    name,
+                    backup,
+                    age,
+                })
+            })
+            .collect();
+        locks.sort_by_key(|lock| std::cmp::Reverse(lock.age));
+        Ok(locks)
+    }
+
     /// The ids of every backup with a manifest.
     pub async fn backups(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
@@ -164,29 +206,6 @@ impl Repository {
             }
         }
         Ok(folders)
-    }
-
-    /// Deletes a backup: its manifest first (so it is never listed half-deleted), then its
-    /// trees and resource pack. Its chunks go at the next collection.
-    pub async fn delete_backup(&self, backup: &str) -> Result<()> {
-        self.manifest(backup).await?;
-        self.delete_object(names::manifest(backup)).await?;
-        for meta in self.list(&names::backup_folder(backup)).await? {
-            self.delete_object(meta.location.to_string()).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes one object; one already gone is fine.
-    async fn delete_object(&self, name: String) -> Result<()> {
-        match self.store().delete(&Path::from(name.as_str())).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                action: "delete",
-                object: name,
-                source,
-            }),
-        }
     }
 
     /// Collects garbage: deletes every chunk no manifest refers to and older than `grace`.
@@ -260,21 +279,14 @@ impl Repository {
             if started - meta.last_modified.timestamp() < grace.as_secs() as i64 {
                 report.kept_in_grace += 1;
             } else {
-                doomed.push(meta.location);
+                doomed.push(meta);
             }
         }
         report.abandoned_objects = abandoned.len() as u64;
-        let mut deletions = futures::stream::iter(doomed.into_iter().chain(abandoned))
-            .map(|path| async move {
-                match self.store().delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(source) => Err(Error::Store {
-                        action: "delete",
-                        object: path.to_string(),
-                        source,
-                    }),
-                }
-            })
+        report.deleted_bytes = doomed.iter().map(|meta| meta.size).sum();
+        let doomed = doomed.into_iter().map(|meta| meta.location);
+        let mut deletions = futures::stream::iter(doomed.chain(abandoned))
+            .map(|path| self.delete_object(path.to_string()))
             .buffer_unordered(8);
         let mut deleted = 0;
         while let Some(result) = deletions.next().await {
@@ -284,6 +296,15 @@ impl Repository {
         report.deleted = deleted - report.abandoned_objects;
         Ok(report)
     }
+}
+
+/// The backup id in a backup lock's name, `backup-<id>-<uuid>`.
+fn backup_of_lock(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("backup-")?;
+    // The uuid is 36 characters, after a dash.
+    let split = rest.len().checked_sub(37)?;
+    let (backup, uuid) = rest.split_at_checked(split)?;
+    uuid.starts_with('-').then_some(backup)
 }
 
 /// Adds the chunks a tree refers to.
@@ -299,4 +320,20 @@ fn mark(referenced: &mut HashSet<String>, tree: Tree) {
 fn is_manifest(location: &Path) -> bool {
     let parts: Vec<_> = location.parts().collect();
     parts.len() == 3 && parts[2].as_ref() == "manifest"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_lock_names_its_backup_even_with_dashes() {
+        let uuid = "0b6f3c1e-2a4d-4c59-9f1e-3d2b1a0c9e8f";
+        assert_eq!(
+            backup_of_lock(&format!("backup-nightly-2026-11-25-{uuid}")),
+            Some("nightly-2026-11-25")
+        );
+        assert_eq!(backup_of_lock(&format!("gc-{uuid}")), None);
+        assert_eq!(backup_of_lock("backup-short"), None);
+    }
 }
