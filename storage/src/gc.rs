@@ -36,6 +36,17 @@ const LOCK_POLL: Duration = Duration::from_millis(500);
 /// How long a backup waits for a collection before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
+/// Backups (or staged trees) whose trees a collection reads at once while marking.
+const MARK_CONCURRENCY: usize = 16;
+
+/// Where a collection finds trees to mark.
+enum TreeSource {
+    /// A finished backup: every tree its manifest lists.
+    Finished(String),
+    /// A staged tree object, by name.
+    Staged(String),
+}
+
 /// What a collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -154,6 +165,30 @@ impl Repository {
             .collect())
     }
 
+    /// The trees a collection marks from: a finished backup's (through its manifest), or one
+    /// staged tree object.
+    async fn trees_of(&self, source: TreeSource) -> Result<Vec<Tree>> {
+        match source {
+            TreeSource::Finished(backup) => {
+                let manifest = self.manifest(&backup).await?;
+                let mut trees = Vec::with_capacity(manifest.volumes.len());
+                for volume in &manifest.volumes {
+                    trees.push(self.volume_tree(&backup, &volume.name).await?);
+                }
+                Ok(trees)
+            }
+            TreeSource::Staged(name) => {
+                let bytes = self.get_raw(&name).await?;
+                let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
+                let tree = serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
+                    object: name.clone(),
+                    what: format!("not a tree: {err}"),
+                })?;
+                Ok(vec![tree])
+            }
+        }
+    }
+
     /// Every backup lock in the repository, stale ones included, oldest first. A lock that a
     /// crashed backup left postpones every collection until it is [`STALE_LOCK`] old: this is
     /// how callers can tell how long that is.
@@ -232,40 +267,38 @@ impl Repository {
         let young = |meta: &object_store::ObjectMeta| {
             started - meta.last_modified.timestamp() < grace.as_secs() as i64
         };
-        let mut referenced = HashSet::new();
+        let mut sources = Vec::new();
         let mut abandoned = Vec::new();
         for (backup, objects) in self.backup_folders().await? {
             if objects.iter().any(|meta| is_manifest(&meta.location)) {
                 report.backups += 1;
-                let manifest = self.manifest(&backup).await?;
-                for volume in &manifest.volumes {
-                    let tree = self.volume_tree(&backup, &volume.name).await?;
-                    mark(&mut referenced, tree);
-                }
+                sources.push(TreeSource::Finished(backup));
             } else if objects.iter().any(young) {
                 // A staged backup not finalized yet: its trees' chunks stay.
                 report.staged += 1;
-                for meta in &objects {
-                    let name = meta.location.to_string();
-                    if meta
-                        .location
-                        .parts()
-                        .nth(2)
-                        .is_some_and(|p| p.as_ref() == "volumes")
-                    {
-                        let bytes = self.get_raw(&name).await?;
-                        let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
-                        let tree: Tree =
-                            serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
-                                object: name.clone(),
-                                what: format!("not a tree: {err}"),
-                            })?;
-                        mark(&mut referenced, tree);
-                    }
-                }
+                sources.extend(
+                    objects
+                        .iter()
+                        .filter(|meta| {
+                            meta.location
+                                .parts()
+                                .nth(2)
+                                .is_some_and(|p| p.as_ref() == "volumes")
+                        })
+                        .map(|meta| TreeSource::Staged(meta.location.to_string())),
+                );
             } else {
                 // A staged backup untouched for longer than the grace window: abandoned.
                 abandoned.extend(objects.into_iter().map(|meta| meta.location));
+            }
+        }
+        let mut referenced = HashSet::new();
+        let mut reads = futures::stream::iter(sources)
+            .map(|source| self.trees_of(source))
+            .buffer_unordered(MARK_CONCURRENCY);
+        while let Some(trees) = reads.next().await {
+            for tree in trees? {
+                mark(&mut referenced, tree);
             }
         }
         report.referenced = referenced.len() as u64;
