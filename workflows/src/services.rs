@@ -92,12 +92,34 @@ impl Services {
     /// Opens (or creates) location `id`'s repository; kept open for later steps until the
     /// location changes.
     pub async fn repository(&self, id: &str) -> Result<(LocationSpec, Repository), StepError> {
+        self.open_repository(id, true).await
+    }
+
+    /// Opens location `id`'s repository without creating one: a location that holds none is a
+    /// permanent error (for steps that only read or delete).
+    pub async fn existing_repository(
+        &self,
+        id: &str,
+    ) -> Result<(LocationSpec, Repository), StepError> {
+        self.open_repository(id, false).await
+    }
+
+    async fn open_repository(
+        &self,
+        id: &str,
+        create: bool,
+    ) -> Result<(LocationSpec, Repository), StepError> {
         let (location, version) = self.location_version(id)?;
         let key = (id.to_string(), version);
         if let Some(repository) = self.cached().get(&key) {
             return Ok((location, repository.clone()));
         }
-        let repository = location.repository().await.map_err(|err| {
+        let opened = if create {
+            location.repository().await
+        } else {
+            location.open_repository().await
+        };
+        let repository = opened.map_err(|err| {
             let message = format!("location {id}: {err}");
             if err.is_retryable() {
                 StepError::retryable(message)

@@ -131,7 +131,7 @@ async fn scan(services: Arc<Services>, ctx: StepContext) -> StepResult {
             "input `location`: must name a location (entity id)",
         ));
     }
-    let (_, repository) = services.repository(&input.location).await?;
+    let (_, repository) = services.existing_repository(&input.location).await?;
     let ids = repository.backups().await.map_err(storage_error)?;
     let mut reads = futures::stream::iter(ids)
         .map(|id| {

@@ -196,7 +196,7 @@ async fn a_fresh_server_finds_exactly_the_finished_backups_and_names_a_damaged_o
 }
 
 #[tokio::test]
-async fn an_empty_or_unknown_location_fails_the_scan_naming_it() {
+async fn a_bad_location_or_one_without_a_repository_fails_the_scan_and_creates_nothing() {
     let server = Server::start(|_| {}, |services| vec![sync_workflow(services.clone())]);
     for (input, expected) in [
         (json!({"location": ""}), "input `location`"),
@@ -209,6 +209,25 @@ async fn an_empty_or_unknown_location_fails_the_scan_naming_it() {
         let error = server.run_failing(SYNC_WORKFLOW, input.clone()).await;
         assert!(error.contains(expected), "{input}: {error}");
     }
+    // A location without a repository is named, and the scan does not create one.
+    let empty = tempfile::tempdir().unwrap();
+    let location = stowage_storage::Location {
+        kind: stowage_storage::LocationKind::Local {
+            root: empty.path().to_path_buf(),
+        },
+        prefix: String::new(),
+    };
+    let id = server
+        .register(Kind::Location, "empty", location_spec(&location))
+        .await;
+    let error = server
+        .run_failing(SYNC_WORKFLOW, json!({ "location": id }))
+        .await;
+    assert!(error.contains("no Stowage repository"), "{error}");
+    assert!(
+        std::fs::read_dir(empty.path()).unwrap().next().is_none(),
+        "the scan wrote into the location"
+    );
 }
 
 fn set(keys: &[&str]) -> BTreeSet<String> {

@@ -98,7 +98,7 @@ fn checked_input(ctx: &StepContext) -> Result<DeleteInput, StepError> {
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn validate(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let input = checked_input(&ctx)?;
-    let (_, repository) = services.repository(&input.location).await?;
+    let (_, repository) = services.existing_repository(&input.location).await?;
     let (manifest, name) = match repository.manifest(&input.backup).await {
         Ok(manifest) => (true, manifest.metadata.get(METADATA_NAME).cloned()),
         Err(storage::Error::NotFound(_)) => (false, None),
@@ -119,7 +119,7 @@ async fn validate(services: Arc<Services>, ctx: StepContext) -> StepResult {
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn delete_objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let input = checked_input(&ctx)?;
-    let (_, repository) = services.repository(&input.location).await?;
+    let (_, repository) = services.existing_repository(&input.location).await?;
     let removed = repository
         .remove_backup(&input.backup)
         .await
@@ -167,7 +167,7 @@ async fn blocking_locks(
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn prune_chunks(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let input = checked_input(&ctx)?;
-    let (_, repository) = services.repository(&input.location).await?;
+    let (_, repository) = services.existing_repository(&input.location).await?;
     let grace = services.gc_grace;
     let report = repository
         .collect_garbage(grace)
