@@ -5,12 +5,14 @@
 use std::sync::Arc;
 
 use stowage_engine::{Runtime, RuntimeOptions, Store};
+use stowage_workflows::backup::delete_workflow;
 use stowage_workflows::backup::volumes::MoverSettings;
 use stowage_workflows::backup::workflow::backup_workflow;
 use stowage_workflows::catalog::Catalog;
 use stowage_workflows::entity::{Entities, Kind, Record, ShareLevel};
 use stowage_workflows::restore::workflow::restore_workflow;
 use stowage_workflows::services::Services;
+use stowage_workflows::sync::sync_workflow;
 
 use crate::auth::Principal;
 use crate::authz;
@@ -41,6 +43,8 @@ pub fn server_runtime(
             workflows: vec![
                 backup_workflow(services.clone()),
                 restore_workflow(services.clone()),
+                delete_workflow(services.clone()),
+                sync_workflow(services.clone()),
             ],
             ..RuntimeOptions::default()
         },

@@ -36,6 +36,17 @@ const LOCK_POLL: Duration = Duration::from_millis(500);
 /// How long a backup waits for a collection before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
+/// Backups (or staged trees) whose trees a collection reads at once while marking.
+const MARK_CONCURRENCY: usize = 16;
+
+/// Where a collection finds trees to mark.
+enum TreeSource {
+    /// A finished backup: every tree its manifest lists.
+    Finished(String),
+    /// A staged tree object, by name.
+    Staged(String),
+}
+
 /// What a collection did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -45,6 +56,8 @@ pub struct GcReport {
     pub referenced: u64,
     /// Unreferenced chunks deleted.
     pub deleted: u64,
+    /// Bytes of the chunks deleted, as stored (compressed and sealed).
+    pub deleted_bytes: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
     /// Staged backups (no manifest yet) younger than the grace window, whose chunks were kept.
@@ -53,6 +66,19 @@ pub struct GcReport {
     pub abandoned_objects: u64,
     /// When not empty, the collection deleted nothing because these backups were running.
     pub postponed_by: Vec<String>,
+}
+
+/// A backup's lock in the repository, as [`Repository::backup_locks`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    /// The lock's name under `locks/`.
+    pub name: String,
+    /// The backup that took it.
+    pub backup: String,
+    /// How long ago it was written.
+    pub age: Duration,
+    /// Whether it is older than [`STALE_LOCK`]: its process died and collections ignore it.
+    pub stale: bool,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -139,6 +165,57 @@ impl Repository {
             .collect())
     }
 
+    /// The trees a collection marks from: a finished backup's (through its manifest), or one
+    /// staged tree object.
+    async fn trees_of(&self, source: TreeSource) -> Result<Vec<Tree>> {
+        match source {
+            TreeSource::Finished(backup) => {
+                let manifest = self.manifest(&backup).await?;
+                let mut trees = Vec::with_capacity(manifest.volumes.len());
+                for volume in &manifest.volumes {
+                    trees.push(self.volume_tree(&backup, &volume.name).await?);
+                }
+                Ok(trees)
+            }
+            TreeSource::Staged(name) => {
+                let bytes = self.get_raw(&name).await?;
+                let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
+                let tree = serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
+                    object: name.clone(),
+                    what: format!("not a tree: {err}"),
+                })?;
+                Ok(vec![tree])
+            }
+        }
+    }
+
+    /// Every backup lock in the repository, stale ones included, oldest first. A lock that a
+    /// crashed backup left postpones every collection until it is [`STALE_LOCK`] old: this is
+    /// how callers can tell how long that is.
+    pub async fn backup_locks(&self) -> Result<Vec<HeldLock>> {
+        let now = now_unix();
+        let mut locks: Vec<HeldLock> = self
+            .list(LOCKS)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?.to_string();
+                let backup = backup_of_lock(&name)?.to_string();
+                let age = Duration::from_secs(
+                    u64::try_from(now - meta.last_modified.timestamp()).unwrap_or(0),
+                );
+                Some(HeldLock {
+                    stale: age >= STALE_LOCK,
+                    name,
+                    backup,
+                    age,
+                })
+            })
+            .collect();
+        locks.sort_by_key(|lock| std::cmp::Reverse(lock.age));
+        Ok(locks)
+    }
+
     /// The ids of every backup with a manifest.
     pub async fn backups(&self) -> Result<Vec<String>> {
         let mut ids: Vec<String> = self
@@ -166,29 +243,6 @@ impl Repository {
         Ok(folders)
     }
 
-    /// Deletes a backup: its manifest first (so it is never listed half-deleted), then its
-    /// trees and resource pack. Its chunks go at the next collection.
-    pub async fn delete_backup(&self, backup: &str) -> Result<()> {
-        self.manifest(backup).await?;
-        self.delete_object(names::manifest(backup)).await?;
-        for meta in self.list(&names::backup_folder(backup)).await? {
-            self.delete_object(meta.location.to_string()).await?;
-        }
-        Ok(())
-    }
-
-    /// Deletes one object; one already gone is fine.
-    async fn delete_object(&self, name: String) -> Result<()> {
-        match self.store().delete(&Path::from(name.as_str())).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(source) => Err(Error::Store {
-                action: "delete",
-                object: name,
-                source,
-            }),
-        }
-    }
-
     /// Collects garbage: deletes every chunk no manifest refers to and older than `grace`.
     /// While a backup is running it deletes nothing and says so in the report.
     #[instrument(skip(self), fields(location = %self.description()))]
@@ -213,40 +267,38 @@ impl Repository {
         let young = |meta: &object_store::ObjectMeta| {
             started - meta.last_modified.timestamp() < grace.as_secs() as i64
         };
-        let mut referenced = HashSet::new();
+        let mut sources = Vec::new();
         let mut abandoned = Vec::new();
         for (backup, objects) in self.backup_folders().await? {
             if objects.iter().any(|meta| is_manifest(&meta.location)) {
                 report.backups += 1;
-                let manifest = self.manifest(&backup).await?;
-                for volume in &manifest.volumes {
-                    let tree = self.volume_tree(&backup, &volume.name).await?;
-                    mark(&mut referenced, tree);
-                }
+                sources.push(TreeSource::Finished(backup));
             } else if objects.iter().any(young) {
                 // A staged backup not finalized yet: its trees' chunks stay.
                 report.staged += 1;
-                for meta in &objects {
-                    let name = meta.location.to_string();
-                    if meta
-                        .location
-                        .parts()
-                        .nth(2)
-                        .is_some_and(|p| p.as_ref() == "volumes")
-                    {
-                        let bytes = self.get_raw(&name).await?;
-                        let body = object::open(self.key(), Kind::Tree, &name, &bytes)?;
-                        let tree: Tree =
-                            serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
-                                object: name.clone(),
-                                what: format!("not a tree: {err}"),
-                            })?;
-                        mark(&mut referenced, tree);
-                    }
-                }
+                sources.extend(
+                    objects
+                        .iter()
+                        .filter(|meta| {
+                            meta.location
+                                .parts()
+                                .nth(2)
+                                .is_some_and(|p| p.as_ref() == "volumes")
+                        })
+                        .map(|meta| TreeSource::Staged(meta.location.to_string())),
+                );
             } else {
                 // A staged backup untouched for longer than the grace window: abandoned.
                 abandoned.extend(objects.into_iter().map(|meta| meta.location));
+            }
+        }
+        let mut referenced = HashSet::new();
+        let mut reads = futures::stream::iter(sources)
+            .map(|source| self.trees_of(source))
+            .buffer_unordered(MARK_CONCURRENCY);
+        while let Some(trees) = reads.next().await {
+            for tree in trees? {
+                mark(&mut referenced, tree);
             }
         }
         report.referenced = referenced.len() as u64;
@@ -260,21 +312,14 @@ impl Repository {
             if started - meta.last_modified.timestamp() < grace.as_secs() as i64 {
                 report.kept_in_grace += 1;
             } else {
-                doomed.push(meta.location);
+                doomed.push(meta);
             }
         }
         report.abandoned_objects = abandoned.len() as u64;
-        let mut deletions = futures::stream::iter(doomed.into_iter().chain(abandoned))
-            .map(|path| async move {
-                match self.store().delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                    Err(source) => Err(Error::Store {
-                        action: "delete",
-                        object: path.to_string(),
-                        source,
-                    }),
-                }
-            })
+        report.deleted_bytes = doomed.iter().map(|meta| meta.size).sum();
+        let doomed = doomed.into_iter().map(|meta| meta.location);
+        let mut deletions = futures::stream::iter(doomed.chain(abandoned))
+            .map(|path| self.delete_object(path.to_string()))
             .buffer_unordered(8);
         let mut deleted = 0;
         while let Some(result) = deletions.next().await {
@@ -284,6 +329,15 @@ impl Repository {
         report.deleted = deleted - report.abandoned_objects;
         Ok(report)
     }
+}
+
+/// The backup id in a backup lock's name, `backup-<id>-<uuid>`.
+fn backup_of_lock(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("backup-")?;
+    // The uuid is 36 characters, after a dash.
+    let split = rest.len().checked_sub(37)?;
+    let (backup, uuid) = rest.split_at_checked(split)?;
+    uuid.starts_with('-').then_some(backup)
 }
 
 /// Adds the chunks a tree refers to.
@@ -299,4 +353,20 @@ fn mark(referenced: &mut HashSet<String>, tree: Tree) {
 fn is_manifest(location: &Path) -> bool {
     let parts: Vec<_> = location.parts().collect();
     parts.len() == 3 && parts[2].as_ref() == "manifest"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_lock_names_its_backup_even_with_dashes() {
+        let uuid = "0b6f3c1e-2a4d-4c59-9f1e-3d2b1a0c9e8f";
+        assert_eq!(
+            backup_of_lock(&format!("backup-nightly-2026-11-25-{uuid}")),
+            Some("nightly-2026-11-25")
+        );
+        assert_eq!(backup_of_lock(&format!("gc-{uuid}")), None);
+        assert_eq!(backup_of_lock("backup-short"), None);
+    }
 }

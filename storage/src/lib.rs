@@ -3,12 +3,13 @@
 //! It owns backup locations (S3 and S3-compatible stores, Azure Blob, Google Cloud Storage, a
 //! local folder, all through object_store) and their validation, and the repository on top of
 //! them (see `docs/repository-format.md`): the config and keys, sealed objects (zstd, then
-//! AES-256-GCM), the content-defined chunk store, volume backup and restore, resource packs of Kubernetes objects, verification.
+//! AES-256-GCM), the content-defined chunk store, volume backup and restore, resource packs of Kubernetes objects, verification, deletion and garbage collection.
 //!
 //! It knows nothing of the engine, of workflows or of Kubernetes: it moves bytes and trees.
 
 mod backup;
 mod crypto;
+mod delete;
 mod error;
 mod finalize;
 mod gc;
@@ -28,10 +29,12 @@ pub use backup::{
     BackupOptions, BackupSummary, Progress, VolumeCheckpoint, VolumeSource, VolumeSummary,
 };
 pub use crypto::KdfParams;
+pub use delete::RemovedBackup;
 pub use error::{Error, Result};
-pub use gc::{GcReport, STALE_LOCK};
+pub use gc::{GcReport, HeldLock, STALE_LOCK};
 pub use location::{AzureAuth, Location, LocationKind};
 pub use manifest::{Manifest, VolumeRecord};
+pub use names::check_backup_id;
 pub use repository::{FORMAT_VERSION, Repository};
 pub use resources::{
     FrameRecord, GroupKind, ResourceEntry, ResourceFilter, ResourceIndex, ResourceRecord,

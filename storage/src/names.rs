@@ -26,6 +26,11 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// Checks a backup id: the rule of [`check_name`], with an error naming the id.
+pub fn check_backup_id(backup: &str) -> Result<()> {
+    check_name("backup id", backup)
+}
+
 /// `backups/<id>/manifest`.
 pub(crate) fn manifest(backup: &str) -> String {
     format!("{BACKUPS}/{backup}/manifest")

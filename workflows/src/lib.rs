@@ -26,6 +26,7 @@ pub mod restore;
 pub mod rule;
 pub mod schedule_policy;
 pub mod services;
+pub mod sync;
 pub mod validate;
 
 pub use entity::events_json as entity_event_json;

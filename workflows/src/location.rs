@@ -43,9 +43,15 @@ impl LocationSpec {
         problems.finish().map(|()| location)
     }
 
+    /// Opens the location's repository; a location that holds none is
+    /// [`storage::Error::NotARepository`].
+    pub async fn open_repository(&self) -> Result<Repository, storage::Error> {
+        Repository::open(&self.location, self.passphrase.expose()).await
+    }
+
     /// Opens the location's repository, creating it when the location holds none yet.
     pub async fn repository(&self) -> Result<Repository, storage::Error> {
-        match Repository::open(&self.location, self.passphrase.expose()).await {
+        match self.open_repository().await {
             Err(storage::Error::NotARepository { .. }) => {
                 match Repository::init(
                     &self.location,

@@ -1,6 +1,6 @@
-//! What the backup and restore workflows' steps need from the rest of the server: the entities
-//! (to resolve the clusters, locations and rules a run names), how data-mover Jobs are made, the
-//! background rule actions running in this process, and the waits the steps allow. Every lookup
+//! What the workflows' steps need from the rest of the server: the entities (to resolve the
+//! clusters, locations and rules a run names), how data-mover Jobs are made, the background rule
+//! actions running in this process, and the waits and windows the steps allow. Every lookup
 //! turns a missing or invalid entity into a permanent step error naming it.
 
 use std::collections::HashMap;
@@ -17,6 +17,9 @@ use crate::location::LocationSpec;
 use crate::rule::RuleSpec;
 use crate::storage::Repository;
 
+/// The default [`Services::gc_grace`]: a day, longer than any backup should stay interrupted.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// The workflows' view of the server.
 #[derive(Debug)]
 pub struct Services {
@@ -28,6 +31,9 @@ pub struct Services {
     pub background: BackgroundActions,
     /// How long a snapshot may take to become ready.
     pub snapshot_timeout: Duration,
+    /// Garbage collection's grace window: unreferenced chunks and the objects of unfinished
+    /// backups younger than this are kept (an interrupted backup resumes from them).
+    pub gc_grace: Duration,
     /// Repositories opened, by location id and version: opening derives the key (Argon2id),
     /// which is slow on purpose.
     repositories: Mutex<HashMap<(String, u64), Repository>>,
@@ -41,6 +47,7 @@ impl Services {
             mover: MoverSettings::default(),
             background: BackgroundActions::default(),
             snapshot_timeout: Duration::from_secs(600),
+            gc_grace: DEFAULT_GC_GRACE,
             repositories: Mutex::new(HashMap::new()),
         })
     }
@@ -85,12 +92,34 @@ impl Services {
     /// Opens (or creates) location `id`'s repository; kept open for later steps until the
     /// location changes.
     pub async fn repository(&self, id: &str) -> Result<(LocationSpec, Repository), StepError> {
+        self.open_repository(id, true).await
+    }
+
+    /// Opens location `id`'s repository without creating one: a location that holds none is a
+    /// permanent error (for steps that only read or delete).
+    pub async fn existing_repository(
+        &self,
+        id: &str,
+    ) -> Result<(LocationSpec, Repository), StepError> {
+        self.open_repository(id, false).await
+    }
+
+    async fn open_repository(
+        &self,
+        id: &str,
+        create: bool,
+    ) -> Result<(LocationSpec, Repository), StepError> {
         let (location, version) = self.location_version(id)?;
         let key = (id.to_string(), version);
         if let Some(repository) = self.cached().get(&key) {
             return Ok((location, repository.clone()));
         }
-        let repository = location.repository().await.map_err(|err| {
+        let opened = if create {
+            location.repository().await
+        } else {
+            location.open_repository().await
+        };
+        let repository = opened.map_err(|err| {
             let message = format!("location {id}: {err}");
             if err.is_retryable() {
                 StepError::retryable(message)

@@ -6,24 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use stowage_engine::{RunStatus, Runtime, RuntimeOptions, StartOptions, Store, StoreOptions};
 use stowage_tests::kubesim::{Kubesim, KubesimOptions, LocalImage};
 use stowage_workflows::backup::BackupSpec;
 use stowage_workflows::backup::volumes::OWNER_LABEL;
 use stowage_workflows::backup::workflow::{BACKUP_WORKFLOW, BackupInput, backup_workflow};
 use stowage_workflows::cluster::ClusterClient;
-use stowage_workflows::entity::{Entities, EntitiesProjection, Kind, NewEntity};
+use stowage_workflows::entity::Kind;
 use stowage_workflows::restore::Outcome;
 use stowage_workflows::restore::workflow::{
     RESTORE_WORKFLOW, RestoreInput, RestoreSpec, restore_workflow,
 };
-use stowage_workflows::services::Services;
 
 use super::create;
+use super::server::Server;
 use crate::kubesim::{TestCluster, eventually};
 
 /// The image prefix data-mover pods use, mapped to the built `stowage` binary.
@@ -52,84 +49,17 @@ pub(super) async fn start(name: &str) -> TestCluster {
     TestCluster { sim, folder }
 }
 
-/// The server side: store, entities, runtime with both workflows.
-struct Server {
-    entities: Entities,
-    runtime: Runtime,
-    _folder: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Self {
-        let folder = tempfile::tempdir().unwrap();
-        let store = Arc::new(
-            Store::open_with(
-                folder.path().join("db"),
-                StoreOptions {
-                    projections: vec![Runtime::projection(), Arc::new(EntitiesProjection)],
-                    ..StoreOptions::default()
-                },
-            )
-            .unwrap(),
-        );
-        let entities = Entities::new(store.clone());
-        let mut services = Services::new(entities.clone());
-        Arc::get_mut(&mut services).unwrap().mover.image = format!("{MOVER_IMAGE}:test");
-        let runtime = Runtime::new(
-            store,
-            RuntimeOptions {
-                workflows: vec![
-                    backup_workflow(services.clone()),
-                    restore_workflow(services.clone()),
-                ],
-                ..RuntimeOptions::default()
-            },
-        )
-        .unwrap();
-        Self {
-            entities,
-            runtime,
-            _folder: folder,
-        }
-    }
-
-    async fn register(&self, kind: Kind, name: &str, spec: Value) -> String {
-        self.entities
-            .create(
-                NewEntity {
-                    kind,
-                    name: name.into(),
-                    labels: BTreeMap::new(),
-                    spec,
-                },
-                "alice",
-                "alice",
-            )
-            .await
-            .unwrap()
-            .id
-    }
-
-    async fn run(&self, workflow: &str, input: Value) -> BTreeMap<String, Value> {
-        let run = self
-            .runtime
-            .start(workflow, input, StartOptions::default(), "alice")
-            .await
-            .unwrap();
-        let state =
-            tokio::time::timeout(Duration::from_secs(120), self.runtime.wait_finished(&run))
-                .await
-                .expect("the run finishes within two minutes")
-                .unwrap();
-        assert_eq!(
-            state.status,
-            RunStatus::Completed,
-            "{workflow} ended {:?}: {:?}",
-            state.status,
-            state.error
-        );
-        state.outputs
-    }
+/// The server side with the backup and restore workflows, movers from the local image.
+fn start_server() -> Server {
+    Server::start(
+        |services| services.mover.image = format!("{MOVER_IMAGE}:test"),
+        |services| {
+            vec![
+                backup_workflow(services.clone()),
+                restore_workflow(services.clone()),
+            ]
+        },
+    )
 }
 
 pub(super) async fn kubeconfig(cluster: &TestCluster) -> Value {
@@ -291,7 +221,7 @@ async fn an_application_with_its_volume_is_backed_up_deleted_and_restored_twice(
     std::fs::write(folder.join("PG_VERSION"), b"17\n").unwrap();
     database_running(&source_client).await;
 
-    let server = Server::start();
+    let server = start_server();
     let source_id = server
         .register(Kind::Cluster, "source", kubeconfig(&source).await)
         .await;
@@ -469,7 +399,7 @@ async fn every_shared_app_comes_back_whole_in_a_fresh_cluster() {
     let source_client = connect(&source).await;
     let target_client = connect(&target).await;
 
-    let server = Server::start();
+    let server = start_server();
     let source_id = server
         .register(Kind::Cluster, "source", kubeconfig(&source).await)
         .await;
@@ -534,7 +464,7 @@ async fn rules_run_around_the_snapshot_in_order() {
     std::fs::write(folder.join("table.dat"), b"rows").unwrap();
     database_running(&client).await;
 
-    let server = Server::start();
+    let server = start_server();
     let cluster_id = server
         .register(Kind::Cluster, "c", kubeconfig(&cluster).await)
         .await;

@@ -1,12 +1,17 @@
 //! The backup and restore workflows' steps against kubesim clusters: what is collected for each
-//! selection, and how collected objects come back in another cluster or the same one.
+//! selection, and how collected objects come back in another cluster or the same one; and the
+//! delete and catalog sync workflows against repositories on a local folder and on S3.
 
 mod collect;
+mod delete;
 pub(crate) mod end_to_end;
 mod recovery;
 mod restore;
 mod routes;
 mod served;
+mod server;
+mod stored;
+mod sync;
 
 use std::collections::BTreeSet;
 

@@ -20,6 +20,15 @@ use crate::storage::{ResourceWriter, ResourcesSummary};
 /// The workflow type's name.
 pub const BACKUP_WORKFLOW: &str = "backup";
 
+/// The manifest metadata key of the backup's name.
+pub const METADATA_NAME: &str = "stowage.backup.name";
+/// The manifest metadata key of the backup's spec (a [`BackupSpec`] as JSON).
+pub const METADATA_SPEC: &str = "stowage.backup.spec";
+/// The manifest metadata key of the source cluster's API server.
+pub const METADATA_SERVER: &str = "stowage.cluster.server";
+/// The manifest metadata key of the source cluster's Kubernetes version.
+pub const METADATA_VERSION: &str = "stowage.cluster.version";
+
 /// A backup run's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupInput {
@@ -106,7 +115,8 @@ fn volume_error(error: VolumeError) -> StepError {
     }
 }
 
-fn storage_error(error: crate::storage::Error) -> StepError {
+/// A storage error as a step error, retryable when another attempt may succeed.
+pub(crate) fn storage_error(error: crate::storage::Error) -> StepError {
     if error.is_retryable() {
         StepError::retryable(error.to_string())
     } else {
@@ -114,7 +124,8 @@ fn storage_error(error: crate::storage::Error) -> StepError {
     }
 }
 
-fn output<T: Serialize>(value: &T) -> StepResult {
+/// A step's output as JSON.
+pub(crate) fn output<T: Serialize>(value: &T) -> StepResult {
     serde_json::to_value(value).map_err(|err| StepError::permanent(err.to_string()))
 }
 
@@ -328,16 +339,10 @@ async fn finalize(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let spec =
         serde_json::to_string(&input.spec).map_err(|err| StepError::permanent(err.to_string()))?;
     let metadata = BTreeMap::from([
-        ("stowage.backup.name".to_string(), input.name.clone()),
-        ("stowage.backup.spec".to_string(), spec),
-        (
-            "stowage.cluster.server".to_string(),
-            validated.server.clone(),
-        ),
-        (
-            "stowage.cluster.version".to_string(),
-            validated.version.clone(),
-        ),
+        (METADATA_NAME.to_string(), input.name.clone()),
+        (METADATA_SPEC.to_string(), spec),
+        (METADATA_SERVER.to_string(), validated.server.clone()),
+        (METADATA_VERSION.to_string(), validated.version.clone()),
     ]);
     let source = format!("cluster {} ({})", input.spec.cluster, validated.server);
     let manifest = match repository

@@ -18,10 +18,8 @@ use crate::entity::Share;
 
 pub use projection::{CATALOG_PROJECTION, CatalogProjection};
 
-/// The workflow type that deletes a backup (input `{backup, location}`).
-pub const DELETE_WORKFLOW: &str = "backup_delete";
-/// The workflow type that lists a location's backups into the catalog (input `{location}`).
-pub const SYNC_WORKFLOW: &str = "catalog_sync";
+pub use crate::backup::delete::DELETE_WORKFLOW;
+pub use crate::sync::SYNC_WORKFLOW;
 
 /// Where a backup stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

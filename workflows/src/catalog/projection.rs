@@ -16,6 +16,7 @@ use super::{
 };
 use crate::backup::workflow::{BACKUP_WORKFLOW, BackupInput, UploadProgress};
 use crate::restore::workflow::{RESTORE_WORKFLOW, RestoreInput, VolumesRestored};
+use crate::sync::SyncedCatalog;
 
 /// The projection's name.
 pub const CATALOG_PROJECTION: &str = "catalog";
@@ -46,37 +47,10 @@ pub(super) struct RunIndex {
     pub actor: String,
 }
 
-/// The input of a delete run.
+/// The input of a delete run (only the backup matters here).
 #[derive(Debug, Deserialize)]
 struct DeleteInput {
     backup: String,
-}
-
-/// What a sync run's `scan` step found.
-#[derive(Debug, Deserialize)]
-struct Scanned {
-    location: String,
-    #[serde(default)]
-    backups: Vec<ScannedBackup>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ScannedBackup {
-    id: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    cluster: String,
-    #[serde(default)]
-    finished_at: i64,
-    #[serde(default)]
-    spec: Value,
-    #[serde(default)]
-    objects: u64,
-    #[serde(default)]
-    volumes: Vec<Value>,
-    #[serde(default)]
-    bytes: u64,
 }
 
 fn rfc3339(at_ms: i64) -> String {
@@ -465,7 +439,7 @@ fn sync_event(
     if step != "scan" {
         return Ok(());
     }
-    let Ok(scanned) = serde_json::from_value::<Scanned>(output.clone()) else {
+    let Ok(scanned) = serde_json::from_value::<SyncedCatalog>(output.clone()) else {
         return Ok(());
     };
     for found in scanned.backups {
@@ -473,7 +447,7 @@ fn sync_event(
         if read::<BackupRecord>(state, &key)?.is_some() {
             continue;
         }
-        let finished = rfc3339(found.finished_at.saturating_mul(1000));
+        let finished = rfc3339(i64::try_from(found.finished_at).unwrap_or(i64::MAX / 1000) * 1000);
         let record = BackupRecord {
             id: found.id.clone(),
             name: if found.name.is_empty() {
@@ -486,7 +460,7 @@ fn sync_event(
             labels: Default::default(),
             cluster: found.cluster,
             location: scanned.location.clone(),
-            spec: found.spec,
+            spec: serde_json::to_value(&found.spec).map_err(|err| err.to_string())?,
             schedule: None,
             status: BackupStatus::Completed,
             step: None,
