@@ -21,9 +21,9 @@ use super::spec::{ClusterResources, Selection};
 use crate::cluster::ClusterClient;
 
 /// Objects per list request.
-const PAGE_SIZE: u32 = 500;
+pub const PAGE_SIZE: u32 = 500;
 /// Resource types listed at once.
-const LISTS_IN_FLIGHT: usize = 4;
+pub const LISTS_IN_FLIGHT: usize = 4;
 /// Pages waiting for the sink.
 const PAGES_QUEUED: usize = 8;
 
