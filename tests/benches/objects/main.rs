@@ -35,9 +35,7 @@ use stowage_workflows::backup::workflow::{BACKUP_WORKFLOW, BackupInput};
 use stowage_workflows::cluster::{ClusterClient, ClusterSpec};
 use stowage_workflows::entity::Kind;
 use stowage_workflows::restore::apply::CREATES_IN_FLIGHT;
-use stowage_workflows::restore::workflow::{
-    RESTORE_WORKFLOW, RestoreInput, RestoreSpec, results,
-};
+use stowage_workflows::restore::workflow::{RESTORE_WORKFLOW, RestoreInput, RestoreSpec, results};
 use stowage_workflows::restore::{ObjectResult, Outcome};
 
 use server::Server;
@@ -146,7 +144,8 @@ async fn run() -> anyhow::Result<()> {
     let started = Instant::now();
     let created_namespaces =
         raw::create_all(&source_client.client, namespace_objects, CREATES_IN_FLIGHT).await?;
-    let created_objects = raw::create_all(&source_client.client, objects, CREATES_IN_FLIGHT).await?;
+    let created_objects =
+        raw::create_all(&source_client.client, objects, CREATES_IN_FLIGHT).await?;
     let raw_create = started.elapsed().as_secs_f64();
     let created = created_namespaces + created_objects;
     println!(
@@ -182,7 +181,11 @@ async fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&location_root)
         .with_context(|| format!("creating {}", location_root.display()))?;
     let source_id = server
-        .register(Kind::Cluster, "source", json!({"kubeconfig": kubeconfig(&source)?}))
+        .register(
+            Kind::Cluster,
+            "source",
+            json!({"kubeconfig": kubeconfig(&source)?}),
+        )
         .await?;
     let location = server
         .register(
@@ -225,7 +228,11 @@ async fn run() -> anyhow::Result<()> {
     source.stop().await;
     let (target, target_client) = start_cluster("target", &folder).await?;
     let target_id = server
-        .register(Kind::Cluster, "target", json!({"kubeconfig": kubeconfig(&target)?}))
+        .register(
+            Kind::Cluster,
+            "target",
+            json!({"kubeconfig": kubeconfig(&target)?}),
+        )
         .await?;
     let spec = RestoreSpec::parse(&json!({
         "backup": "objects", "location": location, "cluster": target_id

@@ -42,11 +42,7 @@ impl Type {
     /// The collection path: in `namespace`, or cluster-wide.
     pub fn path(&self, namespace: Option<&str>) -> String {
         match namespace {
-            Some(namespace) => format!(
-                "{}/namespaces/{namespace}/{}",
-                self.prefix(),
-                self.plural
-            ),
+            Some(namespace) => format!("{}/namespaces/{namespace}/{}", self.prefix(), self.plural),
             None => format!("{}/{}", self.prefix(), self.plural),
         }
     }
@@ -59,7 +55,11 @@ const SECRET: Type = Type::new("v1", "Secret", "secrets");
 const SERVICE: Type = Type::new("v1", "Service", "services");
 const SERVICE_ACCOUNT: Type = Type::new("v1", "ServiceAccount", "serviceaccounts");
 const ROLE: Type = Type::new("rbac.authorization.k8s.io/v1", "Role", "roles");
-const ROLE_BINDING: Type = Type::new("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings");
+const ROLE_BINDING: Type = Type::new(
+    "rbac.authorization.k8s.io/v1",
+    "RoleBinding",
+    "rolebindings",
+);
 const DEPLOYMENT: Type = Type::new("apps/v1", "Deployment", "deployments");
 const STATEFUL_SET: Type = Type::new("apps/v1", "StatefulSet", "statefulsets");
 const REPLICA_SET: Type = Type::new("apps/v1", "ReplicaSet", "replicasets");

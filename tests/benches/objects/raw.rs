@@ -49,8 +49,9 @@ struct PageMeta {
     continue_token: Option<String>,
 }
 
-/// Lists every type cluster-wide, `in_flight` types at a time, in pages of `page_size`, with an
-/// optional label selector; returns the objects read (every page parsed).
+/// Lists every type cluster-wide, `in_flight` types at a time (each by a task of its own, as the
+/// collect step lists), in pages of `page_size`, with an optional label selector; returns the
+/// objects read (every page parsed).
 pub async fn list_all(
     client: &kube::Client,
     types: &[Type],
@@ -59,30 +60,45 @@ pub async fn list_all(
     selector: Option<&str>,
 ) -> anyhow::Result<usize> {
     let counts: Vec<usize> = futures::stream::iter(types.iter().copied())
-        .map(|kind| async move {
-            let path = kind.path(None);
-            let mut listed = 0;
-            let mut continue_token = None;
-            loop {
-                let mut params = ListParams::default().limit(page_size);
-                if let Some(selector) = selector {
-                    params = params.labels(selector);
-                }
-                params.continue_token = continue_token.take();
-                let request = kube::core::Request::new(&path).list(&params)?;
-                let page: Page = client
-                    .request(request)
-                    .await
-                    .map_err(|err| anyhow::anyhow!("listing {path}: {err}"))?;
-                listed += page.items.len();
-                match page.metadata.continue_token.filter(|t| !t.is_empty()) {
-                    Some(token) => continue_token = Some(token),
-                    None => return anyhow::Ok(listed),
-                }
-            }
+        .map(|kind| {
+            let client = client.clone();
+            let selector = selector.map(str::to_string);
+            tokio::spawn(
+                async move { list_one(&client, kind, page_size, selector.as_deref()).await },
+            )
         })
         .buffer_unordered(in_flight)
+        .map(|joined| joined?)
         .try_collect()
         .await?;
     Ok(counts.into_iter().sum())
+}
+
+/// Lists one type cluster-wide, every page; returns the objects read.
+async fn list_one(
+    client: &kube::Client,
+    kind: Type,
+    page_size: u32,
+    selector: Option<&str>,
+) -> anyhow::Result<usize> {
+    let path = kind.path(None);
+    let mut listed = 0;
+    let mut continue_token = None;
+    loop {
+        let mut params = ListParams::default().limit(page_size);
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        params.continue_token = continue_token.take();
+        let request = kube::core::Request::new(&path).list(&params)?;
+        let page: Page = client
+            .request(request)
+            .await
+            .map_err(|err| anyhow::anyhow!("listing {path}: {err}"))?;
+        listed += page.items.len();
+        match page.metadata.continue_token.filter(|t| !t.is_empty()) {
+            Some(token) => continue_token = Some(token),
+            None => return Ok(listed),
+        }
+    }
 }
