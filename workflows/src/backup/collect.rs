@@ -2,13 +2,15 @@
 //!
 //! It discovers every served resource (CRDs included) at its most stable version, resolves the
 //! selected namespaces, lists each resource type with pagination and the label selector (several
-//! types at once, pages handed over through a bounded queue so memory stays flat), and pulls in
-//! what the selection needs to come back whole: the PVs of selected PVCs, the storage classes
-//! they name, and the CRDs of selected custom resources. Objects go to an [`ObjectSink`] one by
-//! one, with `apiVersion` and `kind` set (list items carry neither).
+//! types at once, each by a task of its own that also encodes its objects, pages handed over
+//! through a bounded queue so memory stays flat), and pulls in what the selection needs to come
+//! back whole: the PVs of selected PVCs, the storage classes they name, and the CRDs of
+//! selected custom resources. Objects go to an [`ObjectSink`] one by one, with `apiVersion` and
+//! `kind` set (list items carry neither).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::ListParams;
@@ -21,9 +23,9 @@ use super::spec::{ClusterResources, Selection};
 use crate::cluster::ClusterClient;
 
 /// Objects per list request.
-const PAGE_SIZE: u32 = 500;
+pub const PAGE_SIZE: u32 = 500;
 /// Resource types listed at once.
-const LISTS_IN_FLIGHT: usize = 4;
+pub const LISTS_IN_FLIGHT: usize = 4;
 /// Pages waiting for the sink.
 const PAGES_QUEUED: usize = 8;
 
@@ -191,13 +193,15 @@ struct PageMeta {
     continue_token: Option<String>,
 }
 
-/// Lists one resource type (in one namespace or all), every page, with the label selector.
-async fn list_pages(
+/// Lists one resource type (in one namespace or all), every page, with the label selector, and
+/// sends each page through `convert`.
+async fn list_pages<T>(
     cluster: &ClusterClient,
     resource: &ResourceType,
     namespace: Option<&str>,
     selector: Option<&str>,
-    pages: &mpsc::Sender<Result<(ResourceType, Vec<Value>), CollectError>>,
+    pages: &mpsc::Sender<Result<(ResourceType, T), CollectError>>,
+    convert: impl Fn(Vec<Value>) -> Result<T, CollectError>,
 ) -> Result<(), CollectError> {
     let path = resource.path(namespace);
     let mut continue_token = None;
@@ -222,11 +226,8 @@ async fn list_pages(
                     what: format!("list {path} on {}", cluster.server),
                     source,
                 })?;
-        if pages
-            .send(Ok((resource.clone(), page.items)))
-            .await
-            .is_err()
-        {
+        let items = convert(page.items)?;
+        if pages.send(Ok((resource.clone(), items))).await.is_err() {
             // The consumer stopped (it failed); its error is the one reported.
             return Ok(());
         }
@@ -278,13 +279,29 @@ fn meta_str<'v>(object: &'v Value, field: &str) -> Option<&'v str> {
     object.get("metadata")?.get(field)?.as_str()
 }
 
-impl<S: ObjectSink> Collector<'_, S> {
-    async fn put(
-        &mut self,
-        resource: &ResourceType,
-        mut object: Value,
-    ) -> Result<(), CollectError> {
-        let api = &resource.resource;
+/// What a collected object needs to be restored whole.
+#[derive(Debug)]
+enum Needs {
+    /// A PVC: its volume and storage class.
+    Claim(ClaimRef),
+    /// A PV: its storage class, if any.
+    StorageClass(Option<String>),
+    /// Any other object: the CRD of its type, if it is a custom resource.
+    Definition,
+}
+
+/// An object as listed, made ready for the sink: `apiVersion` and `kind` set, encoded, and
+/// what it needs noted. Made by the list tasks, so that encoding runs beside the other lists.
+#[derive(Debug)]
+struct Prepared {
+    namespace: Option<String>,
+    name: String,
+    body: Vec<u8>,
+    needs: Needs,
+}
+
+impl Prepared {
+    fn new(api: &ApiResource, mut object: Value) -> Result<Self, CollectError> {
         let Some(name) = meta_str(&object, "name").map(str::to_string) else {
             return Err(CollectError::Malformed {
                 what: format!("an object of {}", api.plural),
@@ -292,23 +309,79 @@ impl<S: ObjectSink> Collector<'_, S> {
             });
         };
         let namespace = meta_str(&object, "namespace").map(str::to_string);
-        let identity = (
-            api.group.clone(),
-            api.kind.clone(),
-            format!("{namespace:?}/{name}"),
-        );
-        if !self.seen.insert(identity) {
-            return Ok(());
-        }
         if let Some(map) = object.as_object_mut() {
             map.insert("apiVersion".into(), Value::String(api.api_version.clone()));
             map.insert("kind".into(), Value::String(api.kind.clone()));
         }
-        self.note_needs(api, &object, namespace.as_deref(), &name);
+        let needs = needs(api, &object, namespace.as_deref(), &name);
         let body = serde_json::to_vec(&object).map_err(|err| CollectError::Malformed {
             what: format!("{} {name}", api.kind),
             message: err.to_string(),
         })?;
+        Ok(Self {
+            namespace,
+            name,
+            body,
+            needs,
+        })
+    }
+}
+
+/// What `object` needs to be restored whole.
+fn needs(api: &ApiResource, object: &Value, namespace: Option<&str>, name: &str) -> Needs {
+    match (api.group.as_str(), api.plural.as_str()) {
+        ("", "persistentvolumeclaims") => {
+            let spec = object.get("spec");
+            let field = |key: &str| {
+                spec.and_then(|spec| spec.get(key))
+                    .and_then(Value::as_str)
+                    .filter(|text| !text.is_empty())
+                    .map(str::to_string)
+            };
+            Needs::Claim(ClaimRef {
+                namespace: namespace.unwrap_or_default().to_string(),
+                name: name.to_string(),
+                volume_name: field("volumeName"),
+                storage_class: field("storageClassName"),
+            })
+        }
+        ("", "persistentvolumes") => Needs::StorageClass(
+            object
+                .pointer("/spec/storageClassName")
+                .and_then(Value::as_str)
+                .filter(|class| !class.is_empty())
+                .map(str::to_string),
+        ),
+        _ => Needs::Definition,
+    }
+}
+
+impl<S: ObjectSink> Collector<'_, S> {
+    /// Prepares and puts one object read outside the lists.
+    async fn put_value(
+        &mut self,
+        resource: &ResourceType,
+        object: Value,
+    ) -> Result<(), CollectError> {
+        let prepared = Prepared::new(&resource.resource, object)?;
+        self.put(resource, prepared).await
+    }
+
+    async fn put(
+        &mut self,
+        resource: &ResourceType,
+        prepared: Prepared,
+    ) -> Result<(), CollectError> {
+        let api = &resource.resource;
+        let identity = (
+            api.group.clone(),
+            api.kind.clone(),
+            format!("{:?}/{}", prepared.namespace, prepared.name),
+        );
+        if !self.seen.insert(identity) {
+            return Ok(());
+        }
+        self.note_needs(api, prepared.needs);
         self.summary.objects += 1;
         *self.summary.kinds.entry(resource.key()).or_default() += 1;
         self.sink
@@ -316,50 +389,23 @@ impl<S: ObjectSink> Collector<'_, S> {
                 group: api.group.clone(),
                 version: api.version.clone(),
                 kind: api.kind.clone(),
-                namespace,
-                name,
-                body,
+                namespace: prepared.namespace,
+                name: prepared.name,
+                body: prepared.body,
             })
             .await
     }
 
     /// Records what a collected object needs to be restored whole.
-    fn note_needs(
-        &mut self,
-        api: &ApiResource,
-        object: &Value,
-        namespace: Option<&str>,
-        name: &str,
-    ) {
-        match (api.group.as_str(), api.plural.as_str()) {
-            ("", "persistentvolumeclaims") => {
-                let spec = object.get("spec");
-                let field = |key: &str| {
-                    spec.and_then(|spec| spec.get(key))
-                        .and_then(Value::as_str)
-                        .filter(|text| !text.is_empty())
-                        .map(str::to_string)
-                };
-                let claim = ClaimRef {
-                    namespace: namespace.unwrap_or_default().to_string(),
-                    name: name.to_string(),
-                    volume_name: field("volumeName"),
-                    storage_class: field("storageClassName"),
-                };
+    fn note_needs(&mut self, api: &ApiResource, needs: Needs) {
+        match needs {
+            Needs::Claim(claim) => {
                 self.volumes.extend(claim.volume_name.clone());
                 self.storage_classes.extend(claim.storage_class.clone());
                 self.summary.claims.push(claim);
             }
-            ("", "persistentvolumes") => {
-                if let Some(class) = object
-                    .pointer("/spec/storageClassName")
-                    .and_then(Value::as_str)
-                    .filter(|class| !class.is_empty())
-                {
-                    self.storage_classes.insert(class.to_string());
-                }
-            }
-            _ => {
+            Needs::StorageClass(class) => self.storage_classes.extend(class),
+            Needs::Definition => {
                 self.custom_resources
                     .insert((api.group.clone(), api.plural.clone()));
             }
@@ -412,7 +458,7 @@ async fn resolve_namespaces(
 ) -> Result<(Vec<Value>, bool), CollectError> {
     // The selected namespaces.
     let (page_tx, mut page_rx) = mpsc::channel(PAGES_QUEUED);
-    list_pages(cluster, &namespaces_type(), None, None, &page_tx).await?;
+    list_pages(cluster, &namespaces_type(), None, None, &page_tx, Ok).await?;
     drop(page_tx);
     let mut all_namespaces = Vec::new();
     while let Some(page) = page_rx.recv().await {
@@ -519,7 +565,7 @@ pub async fn collect<S: ObjectSink>(
             });
             // A label-selected backup still needs the namespaces its objects live in.
             if matches || selection.selector.is_some() {
-                collector.put(&namespaces_type, namespace).await?;
+                collector.put_value(&namespaces_type, namespace).await?;
             }
         }
     }
@@ -551,47 +597,79 @@ pub async fn collect<S: ObjectSink>(
             lists.push((resource, None));
         }
     }
+    // Each list runs as a task of its own, which also decodes, filters and encodes its pages:
+    // that work spreads over the runtime's threads while this task feeds the sink in order of
+    // arrival.
     let (page_tx, mut page_rx) = mpsc::channel(PAGES_QUEUED);
     let selector = selection.selector.clone();
-    let producer = async move {
+    let kept_namespaces = Arc::new(namespace_names);
+    let producer = {
+        let cluster = cluster.clone();
+        let kept_namespaces = Arc::clone(&kept_namespaces);
         futures::stream::iter(lists)
-            .for_each_concurrent(LISTS_IN_FLIGHT, |(resource, namespace)| {
+            .map(move |(resource, namespace)| {
                 let page_tx = page_tx.clone();
                 let selector = selector.clone();
-                async move {
+                let cluster = cluster.clone();
+                let kept_namespaces = Arc::clone(&kept_namespaces);
+                tokio::spawn(async move {
+                    let convert = |items: Vec<Value>| {
+                        items
+                            .into_iter()
+                            .filter(|item| {
+                                !resource.namespaced
+                                    || every_namespace
+                                    || meta_str(item, "namespace")
+                                        .is_some_and(|ns| kept_namespaces.contains(ns))
+                            })
+                            .map(|item| Prepared::new(&resource.resource, item))
+                            .collect::<Result<Vec<_>, _>>()
+                    };
                     if let Err(error) = list_pages(
-                        cluster,
+                        &cluster,
                         &resource,
                         namespace.as_deref(),
                         selector.as_deref(),
                         &page_tx,
+                        convert,
                     )
                     .await
                     {
                         let _ = page_tx.send(Err(error)).await;
                     }
-                }
+                })
             })
-            .await;
+            .buffer_unordered(LISTS_IN_FLIGHT)
+            .fold(None, |failure: Option<String>, finished| async move {
+                failure.or_else(|| finished.err().map(|error| error.to_string()))
+            })
     };
-    let consumer = async {
+    let producer = tokio::spawn(producer);
+    let consumed = async {
         while let Some(page) = page_rx.recv().await {
             let (resource, items) = page?;
             for item in items {
-                if resource.namespaced
-                    && !every_namespace
-                    && !meta_str(&item, "namespace").is_some_and(|ns| namespace_names.contains(ns))
-                {
-                    continue;
-                }
                 collector.put(&resource, item).await?;
             }
             progress(collector.summary.objects);
         }
         Ok::<(), CollectError>(())
-    };
-    let ((), consumed) = futures::join!(producer, consumer);
+    }
+    .await;
+    // On an error the channel closes and the list tasks stop at their next page.
+    drop(page_rx);
     consumed?;
+    // A list task that panicked sent none of its remaining pages: the collection is incomplete.
+    let failure = match producer.await {
+        Ok(failure) => failure,
+        Err(error) => Some(error.to_string()),
+    };
+    if let Some(message) = failure {
+        return Err(CollectError::Malformed {
+            what: "listing the cluster's objects".to_string(),
+            message,
+        });
+    }
 
     // What the selected objects need: PVs, their storage classes, CRDs.
     if !include_cluster {
@@ -642,14 +720,14 @@ async fn pull_in_needs<S: ObjectSink>(
     if let Some(pvs) = wanted_here("", "persistentvolumes") {
         for name in std::mem::take(&mut collector.volumes) {
             if let Some(pv) = get_object(cluster, &pvs, &name).await? {
-                collector.put(&pvs, pv).await?;
+                collector.put_value(&pvs, pv).await?;
             }
         }
     }
     if let Some(classes) = wanted_here("storage.k8s.io", "storageclasses") {
         for name in std::mem::take(&mut collector.storage_classes) {
             if let Some(class) = get_object(cluster, &classes, &name).await? {
-                collector.put(&classes, class).await?;
+                collector.put_value(&classes, class).await?;
             }
         }
     }
@@ -664,7 +742,7 @@ async fn pull_in_needs<S: ObjectSink>(
                 continue;
             }
             if let Some(crd) = get_object(cluster, &crds, &format!("{plural}.{group}")).await? {
-                collector.put(&crds, crd).await?;
+                collector.put_value(&crds, crd).await?;
             }
         }
     }

@@ -3,7 +3,7 @@
 //! Jobs and Secrets) and ends background rule actions, after success, failure or cancellation.
 //! Each step is idempotent: run again after a crash it finds what its earlier attempt made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -367,12 +367,24 @@ async fn finalize(services: Arc<Services>, ctx: StepContext) -> StepResult {
 async fn remove_temporaries(services: Arc<Services>, ctx: StepContext) -> StepResult {
     services.background.end(ctx.run_id()).await;
     let input: BackupInput = ctx.input()?;
-    let Ok(validated) = ctx.output::<Validated>("validate") else {
-        // Nothing was made before the validation passed.
+    let Ok(collected) = ctx.output::<Collected>("collect") else {
+        // Temporary objects are made for the collected claims only, after the collection.
         return output(&json!({"removed": 0}));
     };
+    // Snapshots, cloned claims, mover Jobs and their Secrets live in their claims' namespaces:
+    // only those are searched, not every selected namespace.
+    let namespaces: BTreeSet<String> = collected
+        .summary
+        .claims
+        .iter()
+        .map(|claim| claim.namespace.clone())
+        .collect();
+    if namespaces.is_empty() {
+        return output(&json!({"removed": 0}));
+    }
+    let namespaces: Vec<String> = namespaces.into_iter().collect();
     let cluster = services.cluster(&input.spec.cluster).await?;
-    let removed = volumes::remove_temporaries(&cluster, ctx.run_id(), &validated.namespaces)
+    let removed = volumes::remove_temporaries(&cluster, ctx.run_id(), &namespaces)
         .await
         .map_err(|err| StepError::retryable(err.to_string()))?;
     output(&json!({ "removed": removed }))

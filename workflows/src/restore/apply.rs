@@ -17,7 +17,7 @@ use super::transform::{RESTORE_LABEL, kind_key};
 use crate::cluster::ClusterClient;
 
 /// Objects created at once within one rank.
-const CREATES_IN_FLIGHT: usize = 16;
+pub const CREATES_IN_FLIGHT: usize = 16;
 /// How long a CRD may take to be established, or a replaced object to go.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
