@@ -340,3 +340,118 @@ async fn users_subject(users: &Users, user: &str) -> Value {
     let (_, who) = users.call(user, M::GET, "/v1/whoami", None).await;
     who["subject"].clone()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_restore_maps_the_storage_class_and_brings_back_the_claims_data() {
+    let users = Users::start().await;
+    let cluster = start("replace").await;
+    let client = connect(&cluster).await;
+    deploy_app(&client.client).await;
+    let folder = claim_folder(&cluster, &client, "shop", "data").await;
+    std::fs::write(folder.join("PG_VERSION"), b"17\n").unwrap();
+    std::fs::write(folder.join("table.dat"), vec![5u8; 150_000]).unwrap();
+    database_running(&client).await;
+    let original = files(&folder);
+    let claims = "/api/v1/namespaces/shop/persistentvolumeclaims";
+    let claim = client.get(claims, "data").await.unwrap().unwrap();
+    let class = claim["spec"]["storageClassName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    super::create(
+        &client.client,
+        "storage.k8s.io/v1",
+        "StorageClass",
+        "storageclasses",
+        json!({"metadata": {"name": "fast"},
+               "provisioner": stowage_tests::kubesim::CSI_DRIVER}),
+    )
+    .await;
+
+    let kubeconfig = std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap();
+    let (_, cluster_record) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/clusters",
+            Some(json!({"name": "replace", "spec": {"kubeconfig": kubeconfig}})),
+        )
+        .await;
+    let bucket = tempfile::tempdir().unwrap();
+    let (_, location) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/locations",
+            Some(json!({"name": "local", "spec": {
+                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": "repo"},
+                "passphrase": "correct horse battery"
+            }})),
+        )
+        .await;
+    let (status, backup) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "before", "spec": {
+                "cluster": cluster_record["id"], "location": location["id"],
+                "namespaces": ["shop"], "cluster_resources": "needed"
+            }})),
+        )
+        .await;
+    assert_eq!(status, 202, "{backup}");
+    let id = backup["id"].as_str().unwrap().to_string();
+    let record = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
+    assert_eq!(record["status"], "completed", "{record}");
+
+    // The application changes after the backup.
+    std::fs::write(folder.join("PG_VERSION"), b"18\n").unwrap();
+    std::fs::write(folder.join("new.dat"), b"written after the backup").unwrap();
+
+    let (status, restore) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/restores",
+            Some(json!({"name": "rollback", "spec": {
+                "backup": id, "cluster": cluster_record["id"], "existing": "replace",
+                "storage_class_mapping": {class.as_str(): "fast"}
+            }})),
+        )
+        .await;
+    assert_eq!(status, 202, "{restore}");
+    let restore_id = restore["id"].as_str().unwrap();
+    let record = settled(&users, "bob", &format!("/v1/restores/{restore_id}")).await;
+    let (_, results) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/restores/{restore_id}/results"),
+            None,
+        )
+        .await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["progress"]["failed"], 0, "{results}");
+    assert_eq!(record["progress"]["volumes_done"], 1, "{record}");
+    for (kind, name) in [("PersistentVolumeClaim", "data"), ("Deployment.apps", "db")] {
+        assert!(
+            results["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| { r["kind"] == kind && r["name"] == name && r["outcome"] == "replaced" }),
+            "{kind} {name} not replaced: {results}"
+        );
+    }
+    let claim = client.get(claims, "data").await.unwrap().unwrap();
+    assert_eq!(claim["spec"]["storageClassName"], "fast", "{claim}");
+    let restored = claim_folder(&cluster, &client, "shop", "data").await;
+    assert_ne!(restored, folder, "the replaced claim has a new volume");
+    assert_eq!(
+        files(&restored),
+        original,
+        "the claim holds the backed-up data, not what was written after"
+    );
+    no_temporaries(&client, "shop").await;
+}

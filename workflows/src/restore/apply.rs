@@ -320,11 +320,75 @@ impl<'c> Applier<'c> {
         }
     }
 
+    /// Deletes those of `objects` (prepared) that exist in the target and were not made by this
+    /// restore, waiting until each is gone. A replace restore does this to the workloads before
+    /// it replaces the claims they mount: a claim in use is not deleted until its pods are gone.
+    /// Returns one result per object removed (`Replaced`: it is created again later) or failed.
+    pub async fn remove_existing(&self, objects: Vec<Value>) -> Vec<ObjectResult> {
+        let this = self;
+        futures::stream::iter(objects)
+            .map(|owned| async move {
+                let object = &owned;
+                let kind = kind_key(object);
+                let (namespace, name) = name_of(object);
+                let path = this.served.path(object, &kind, namespace.as_deref())?;
+                let request = kube::core::Request::new(&path)
+                    .get(&name, &Default::default())
+                    .ok()?;
+                match this.cluster.client.request::<Value>(request).await {
+                    Err(error) if is_code(&error, 404) => return None,
+                    _ if this.made_by_this_restore(&path, &name, object).await => return None,
+                    _ => {}
+                }
+                Some(match this.delete_and_wait(&path, &name).await {
+                    Ok(()) => result(object, Outcome::Replaced, None),
+                    Err(reason) => result(object, Outcome::Failed, Some(reason)),
+                })
+            })
+            .buffer_unordered(CREATES_IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await
+    }
+
     /// Deletes the existing object, waits until it is gone, and creates the restored one.
     async fn replace(&self, path: &str, name: &str, body: Vec<u8>) -> Result<(), String> {
-        let client = &self.cluster.client;
+        self.delete_and_wait(path, name).await?;
         let request = kube::core::Request::new(path)
-            .delete(name, &DeleteParams::foreground())
+            .create(&PostParams::default(), body)
+            .map_err(|e| e.to_string())?;
+        self.cluster
+            .client
+            .request::<Value>(request)
+            .await
+            .map(|_| ())
+            .map_err(|error| status_reason(&error))
+    }
+
+    /// Deletes object `name` at `path` and waits until it is gone; one already gone is fine. A
+    /// workload goes in the foreground (its pods before it, so the claims they mount are free
+    /// once it is gone); anything else in the background, as it owns nothing.
+    async fn delete_and_wait(&self, path: &str, name: &str) -> Result<(), String> {
+        let client = &self.cluster.client;
+        let workload = [
+            "/deployments",
+            "/statefulsets",
+            "/daemonsets",
+            "/replicasets",
+            "/jobs",
+            "/cronjobs",
+            "/pods",
+            "/replicationcontrollers",
+        ]
+        .iter()
+        .any(|plural| path.ends_with(plural));
+        let params = if workload {
+            DeleteParams::foreground()
+        } else {
+            DeleteParams::background()
+        };
+        let request = kube::core::Request::new(path)
+            .delete(name, &params)
             .map_err(|e| e.to_string())?;
         match client.request::<Value>(request).await {
             Ok(_) => {}
@@ -349,13 +413,6 @@ impl<'c> Applier<'c> {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
-        let request = kube::core::Request::new(path)
-            .create(&PostParams::default(), body)
-            .map_err(|e| e.to_string())?;
-        client
-            .request::<Value>(request)
-            .await
-            .map(|_| ())
-            .map_err(|error| status_reason(&error))
+        Ok(())
     }
 }

@@ -155,6 +155,9 @@ struct ObjectsDone {
     results: Vec<ObjectResult>,
     /// Claims whose data is to be restored: (target namespace, claim, volume in the backup).
     claims: Vec<(String, String, String)>,
+    /// Workloads a replace restore removed before replacing claims: (kind, namespace, name).
+    #[serde(default)]
+    removed: Vec<(String, Option<String>, String)>,
 }
 
 fn permanent(error: impl std::fmt::Display) -> StepError {
@@ -311,6 +314,33 @@ async fn apply(
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
+    let input: RestoreInput = ctx.input()?;
+    let mut removed = Vec::new();
+    if input.spec.existing == ExistingPolicy::Replace {
+        // Workloads go before the claims they mount are replaced; they come back in `workloads`.
+        let validated: Validated = ctx.output("validate")?;
+        let (prepared, _, _) = prepared_objects(&services, &input, &validated).await?;
+        let workloads: Vec<Value> = prepared
+            .into_iter()
+            .filter(|object| order::is_workload(&kind_key(object)))
+            .collect();
+        let cluster = services.cluster(&input.spec.cluster).await?;
+        let applier = Applier::new(&cluster, input.spec.existing)
+            .await
+            .map_err(|err| StepError::retryable(err.to_string()))?;
+        for gone in applier.remove_existing(workloads).await {
+            if gone.outcome == Outcome::Failed {
+                return Err(StepError::retryable(format!(
+                    "removing {} {}/{} before replacing its claims: {}",
+                    gone.kind,
+                    gone.namespace.unwrap_or_default(),
+                    gone.name,
+                    gone.reason.unwrap_or_default()
+                )));
+            }
+            removed.push((gone.kind, gone.namespace, gone.name));
+        }
+    }
     let (mut results, skipped, claims) = apply(&services, &ctx, false).await?;
     // Only claims the restore created (or replaced) get the backed-up data.
     let fresh: BTreeSet<(String, String)> = results
@@ -324,7 +354,11 @@ async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
         .filter(|(namespace, claim, _)| fresh.contains(&(namespace.clone(), claim.clone())))
         .collect();
     results.extend(skipped);
-    output(&ObjectsDone { results, claims })
+    output(&ObjectsDone {
+        results,
+        claims,
+        removed,
+    })
 }
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
@@ -392,7 +426,19 @@ pub struct VolumesRestored {
 
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn workloads(services: Arc<Services>, ctx: StepContext) -> StepResult {
-    let (results, _, _) = apply(&services, &ctx, true).await?;
+    let done: ObjectsDone = ctx.output("objects")?;
+    let (mut results, _, _) = apply(&services, &ctx, true).await?;
+    // A workload removed for a replace and created again here was replaced.
+    for result in &mut results {
+        let identity = (
+            result.kind.clone(),
+            result.namespace.clone(),
+            result.name.clone(),
+        );
+        if result.outcome == Outcome::Created && done.removed.contains(&identity) {
+            result.outcome = Outcome::Replaced;
+        }
+    }
     output(&json!({ "results": results }))
 }
 
