@@ -49,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Credential { command } => {
             cli::entities::run("credentials", command, cli::entities::credential_add).await?
         }
+        Command::Rule { command } => {
+            cli::entities::run("rules", command, cli::entities::rule_add).await?
+        }
         Command::Resources(args) => cli::entities::resources(args).await?,
         Command::Backup { command } => cli::backups::backup(command).await?,
         Command::Restore { command } => cli::backups::restore(command).await?,

@@ -115,6 +115,23 @@ pub struct CredentialAdd {
     pub client: ClientFlags,
 }
 
+/// `stowage rule add`: the rule's spec (pod selector, container, actions, on-error, timeouts;
+/// see docs/api.md) from a YAML or JSON file.
+#[derive(Debug, Args)]
+pub struct RuleAdd {
+    /// Its name.
+    pub name: String,
+    /// A YAML or JSON file holding the spec.
+    #[arg(long = "spec-file")]
+    pub spec_file: std::path::PathBuf,
+    /// A label of the rule, `key=value` (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Client flags.
+    #[command(flatten)]
+    pub client: ClientFlags,
+}
+
 /// `stowage resources`.
 #[derive(Debug, Args)]
 pub struct ResourcesArgs {
@@ -366,6 +383,34 @@ pub async fn credential_add(args: CredentialAdd) -> Result<(ClientFlags, Value),
         _ => json!({"type": "gcs", "service_account_key": secret}),
     };
     Ok((args.client, json!({"name": args.name, "spec": spec})))
+}
+
+/// The create body of `stowage rule add`.
+pub async fn rule_add(args: RuleAdd) -> Result<(ClientFlags, Value), CliError> {
+    let text = std::fs::read_to_string(&args.spec_file).map_err(|err| {
+        CliError::Usage(format!(
+            "cannot read the rule spec from {}: {err}",
+            args.spec_file.display()
+        ))
+    })?;
+    // YAML is a superset of JSON: one parser reads both.
+    let spec: Value = serde_yaml::from_str(&text).map_err(|err| {
+        CliError::Usage(format!(
+            "{} is neither YAML nor JSON: {err}",
+            args.spec_file.display()
+        ))
+    })?;
+    let mut labels = serde_json::Map::new();
+    for label in &args.labels {
+        let (key, value) = label
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--label takes `key=value`, not `{label}`")))?;
+        labels.insert(key.to_string(), json!(value));
+    }
+    Ok((
+        args.client,
+        json!({"name": args.name, "labels": labels, "spec": spec}),
+    ))
 }
 
 /// `stowage resources`.

@@ -92,6 +92,12 @@ pub enum Command {
         #[command(subcommand)]
         command: entities::EntityCommand<entities::CredentialAdd>,
     },
+    /// Registers, lists, shows and removes rules: commands run in pods around a backup.
+    Rule {
+        /// What to do.
+        #[command(subcommand)]
+        command: entities::EntityCommand<entities::RuleAdd>,
+    },
     /// Starts, lists, describes, cancels, retries and deletes backups.
     Backup {
         /// What to do.

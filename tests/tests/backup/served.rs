@@ -170,16 +170,21 @@ async fn scene(name: &str, cli: &Cli) -> Scene {
         &passphrase.to_string_lossy(),
     ])
     .await;
-    let rule = cli
-        .call(
-            reqwest::Method::POST,
-            "/v1/rules",
-            Some(json!({"name": "checkpoint", "spec": {
-                "pod_selector": {"matchLabels": {"app": "db"}},
-                "actions": [{"command": ["sh", "-c", "echo checkpointed > /var/lib/db/CHECKPOINT"]}]
-            }})),
-        )
-        .await["id"]
+    let rule_file = bucket.path().join("rule.yaml");
+    std::fs::write(
+        &rule_file,
+        "pod_selector:\n  matchLabels: {app: db}\nactions:\n  - command: [sh, -c, 'echo checkpointed > /var/lib/db/CHECKPOINT']\n",
+    )
+    .unwrap();
+    cli.run(&[
+        "rule",
+        "add",
+        "checkpoint",
+        "--spec-file",
+        &rule_file.to_string_lossy(),
+    ])
+    .await;
+    let rule = cli.json(&["rule", "get", "checkpoint"]).await["id"]
         .as_str()
         .unwrap()
         .to_string();
