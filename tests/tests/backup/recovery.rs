@@ -30,7 +30,11 @@ async fn until(users: &Users, path: &str, done: impl Fn(u16, &Value) -> bool) ->
 }
 
 /// Registers the cluster and the location on a server as bob; returns their ids.
-async fn register(users: &Users, kubeconfig: &str, bucket: &std::path::Path) -> (String, String) {
+pub(super) async fn register(
+    users: &Users,
+    kubeconfig: &str,
+    bucket: &std::path::Path,
+) -> (String, String) {
     let (status, cluster) = users
         .call(
             "bob",

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::end_to_end::{
     claim_folder, connect, database_running, deploy_app, files, no_temporaries, start,
 };
+use super::recovery::register;
 use crate::entity_routes::Users;
 
 /// Polls backup or restore `path` until it is no longer running.
@@ -143,28 +144,9 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
     let original = files(&folder);
 
     let kubeconfig = std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap();
-    let (status, cluster_record) = users
-        .call(
-            "bob",
-            M::POST,
-            "/v1/clusters",
-            Some(json!({"name": "routes", "spec": {"kubeconfig": kubeconfig}})),
-        )
-        .await;
-    assert_eq!(status, 201, "{cluster_record}");
     let bucket = tempfile::tempdir().unwrap();
-    let (status, location) = users
-        .call(
-            "bob",
-            M::POST,
-            "/v1/locations",
-            Some(json!({"name": "local", "spec": {
-                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": "repo"},
-                "passphrase": "correct horse battery"
-            }})),
-        )
-        .await;
-    assert_eq!(status, 201, "{location}");
+    let (cluster_id, location_id) = register(&users, &kubeconfig, bucket.path()).await;
+    let (cluster_record, location) = (json!({"id": cluster_id}), json!({"id": location_id}));
     let (status, rule) = users
         .call(
             "bob",
@@ -369,26 +351,9 @@ async fn a_replace_restore_maps_the_storage_class_and_brings_back_the_claims_dat
     .await;
 
     let kubeconfig = std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap();
-    let (_, cluster_record) = users
-        .call(
-            "bob",
-            M::POST,
-            "/v1/clusters",
-            Some(json!({"name": "replace", "spec": {"kubeconfig": kubeconfig}})),
-        )
-        .await;
     let bucket = tempfile::tempdir().unwrap();
-    let (_, location) = users
-        .call(
-            "bob",
-            M::POST,
-            "/v1/locations",
-            Some(json!({"name": "local", "spec": {
-                "location": {"kind": {"type": "local", "root": bucket.path()}, "prefix": "repo"},
-                "passphrase": "correct horse battery"
-            }})),
-        )
-        .await;
+    let (cluster_id, location_id) = register(&users, &kubeconfig, bucket.path()).await;
+    let (cluster_record, location) = (json!({"id": cluster_id}), json!({"id": location_id}));
     let (status, backup) = users
         .call(
             "bob",
