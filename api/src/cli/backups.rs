@@ -238,6 +238,22 @@ fn text(value: &Value) -> String {
     }
 }
 
+/// `done/total` volumes of a record's progress.
+fn volumes(progress: &Value) -> String {
+    format!(
+        "{}/{}",
+        text(&progress["volumes_done"]),
+        text(&progress["volumes_total"])
+    )
+}
+
+/// A `field value` row of a detail table; empty values are left out.
+fn add_field(table: &mut comfy_table::Table, field: &str, value: String) {
+    if !value.is_empty() {
+        table.add_row(vec![field.to_string(), value]);
+    }
+}
+
 fn backups_table(records: &[Value]) -> comfy_table::Table {
     let mut table = output::table(&[
         "name", "id", "status", "objects", "volumes", "bytes", "created",
@@ -249,11 +265,7 @@ fn backups_table(records: &[Value]) -> comfy_table::Table {
             text(&record["id"]),
             text(&record["status"]),
             text(&progress["objects"]),
-            format!(
-                "{}/{}",
-                text(&progress["volumes_done"]),
-                text(&progress["volumes_total"])
-            ),
+            volumes(progress),
             progress::human_bytes(progress["bytes_read"].as_u64().unwrap_or(0)),
             text(&record["created_at"]),
         ]);
@@ -276,14 +288,7 @@ fn backup_detail(record: &Value) -> comfy_table::Table {
         ("attempts", text(&record["attempts"])),
         ("namespaces", text(&progress["namespaces"])),
         ("objects", text(&progress["objects"])),
-        (
-            "volumes",
-            format!(
-                "{}/{}",
-                text(&progress["volumes_done"]),
-                text(&progress["volumes_total"])
-            ),
-        ),
+        ("volumes", volumes(progress)),
         (
             "bytes read",
             progress::human_bytes(progress["bytes_read"].as_u64().unwrap_or(0)),
@@ -297,9 +302,7 @@ fn backup_detail(record: &Value) -> comfy_table::Table {
         ("error", text(&record["error"])),
         ("run", text(&record["run"])),
     ] {
-        if !value.is_empty() {
-            table.add_row(vec![field.to_string(), value]);
-        }
+        add_field(&mut table, field, value);
     }
     if let Some(error) = record["deletion"]["error"].as_str() {
         table.add_row(vec!["deletion failed".to_string(), error.to_string()]);
@@ -321,11 +324,7 @@ fn restores_table(records: &[Value]) -> comfy_table::Table {
             text(&progress["created"]),
             text(&progress["skipped"]),
             text(&progress["failed"]),
-            format!(
-                "{}/{}",
-                text(&progress["volumes_done"]),
-                text(&progress["volumes_total"])
-            ),
+            volumes(progress),
         ]);
     }
     table
@@ -540,14 +539,7 @@ fn restore_detail(record: &Value) -> comfy_table::Table {
         ("replaced", text(&progress["replaced"])),
         ("updated", text(&progress["updated"])),
         ("failed", text(&progress["failed"])),
-        (
-            "volumes",
-            format!(
-                "{}/{}",
-                text(&progress["volumes_done"]),
-                text(&progress["volumes_total"])
-            ),
-        ),
+        ("volumes", volumes(progress)),
         (
             "bytes",
             progress::human_bytes(progress["bytes"].as_u64().unwrap_or(0)),
@@ -555,9 +547,7 @@ fn restore_detail(record: &Value) -> comfy_table::Table {
         ("error", text(&record["error"])),
         ("run", text(&record["run"])),
     ] {
-        if !value.is_empty() {
-            table.add_row(vec![field.to_string(), value]);
-        }
+        add_field(&mut table, field, value);
     }
     table
 }

@@ -103,6 +103,30 @@ impl RestoreStatus {
     }
 }
 
+impl From<stowage_engine::RunStatus> for BackupStatus {
+    fn from(status: stowage_engine::RunStatus) -> Self {
+        use stowage_engine::RunStatus;
+        match status {
+            RunStatus::Running => Self::Running,
+            RunStatus::Completed => Self::Completed,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl From<stowage_engine::RunStatus> for RestoreStatus {
+    fn from(status: stowage_engine::RunStatus) -> Self {
+        use stowage_engine::RunStatus;
+        match status {
+            RunStatus::Running => Self::Running,
+            RunStatus::Completed => Self::Completed,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 /// How a backup came into the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

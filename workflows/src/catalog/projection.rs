@@ -237,6 +237,49 @@ fn started(
     }
 }
 
+/// What [`follow`] made of an event.
+enum Followed {
+    /// The run ended with this status.
+    Ended(RunStatus),
+    /// The step or the error changed.
+    Changed,
+    /// Not an event every record follows.
+    Other,
+}
+
+/// Follows what every record shows of its run: the step running, the error that gave a step
+/// up, and the end (the run's final error, and when).
+fn follow(
+    event: &RunEvent,
+    step: &mut Option<String>,
+    error: &mut Option<String>,
+    finished_at: &mut Option<String>,
+    at: &str,
+) -> Followed {
+    match event {
+        RunEvent::StepStarted { step: started, .. } => *step = Some(started.clone()),
+        RunEvent::StepFailed {
+            error: failed,
+            will_retry: false,
+            ..
+        } => *error = Some(failed.clone()),
+        RunEvent::CleanupStarted { .. } => *step = None,
+        RunEvent::Finished {
+            status,
+            error: final_error,
+        } => {
+            if final_error.is_some() {
+                *error = final_error.clone();
+            }
+            *step = None;
+            *finished_at = Some(at.into());
+            return Followed::Ended(*status);
+        }
+        _ => return Followed::Other,
+    }
+    Followed::Changed
+}
+
 fn backup_event(
     state: &mut ProjectionState<'_>,
     id: &str,
@@ -254,7 +297,6 @@ fn backup_event(
     }
     let progress = &mut record.progress;
     match event {
-        RunEvent::StepStarted { step, .. } => record.step = Some(step.clone()),
         RunEvent::StepProgress { step, detail } if step == "collect" => {
             progress.objects = number(detail, "/objects");
         }
@@ -289,26 +331,17 @@ fn backup_event(
             "finalize" => record.restorable = true,
             _ => {}
         },
-        RunEvent::StepFailed {
-            error,
-            will_retry: false,
-            ..
-        } => record.error = Some(error.clone()),
-        RunEvent::CleanupStarted { .. } => record.step = None,
-        RunEvent::Finished { status, error } => {
-            record.status = match status {
-                RunStatus::Completed => BackupStatus::Completed,
-                RunStatus::Failed => BackupStatus::Failed,
-                RunStatus::Cancelled => BackupStatus::Cancelled,
-                RunStatus::Running => BackupStatus::Running,
-            };
-            if error.is_some() {
-                record.error = error.clone();
-            }
-            record.step = None;
-            record.finished_at = Some(at.into());
-        }
-        _ => return Ok(()),
+        _ => match follow(
+            event,
+            &mut record.step,
+            &mut record.error,
+            &mut record.finished_at,
+            at,
+        ) {
+            Followed::Ended(status) => record.status = BackupStatus::from(status),
+            Followed::Changed => {}
+            Followed::Other => return Ok(()),
+        },
     }
     record.updated_at = at.into();
     write(state, &key, &record)
@@ -338,7 +371,6 @@ fn restore_event(
         }
     };
     match event {
-        RunEvent::StepStarted { step, .. } => record.step = Some(step.clone()),
         RunEvent::StepProgress { step, detail } if step == "volumes" => {
             if let Ok(volumes) = serde_json::from_value::<VolumesRestored>(detail.clone()) {
                 progress.volumes_total = volumes.total as u64;
@@ -363,26 +395,17 @@ fn restore_event(
             "workloads" => count(progress, output.get("results")),
             _ => {}
         },
-        RunEvent::StepFailed {
-            error,
-            will_retry: false,
-            ..
-        } => record.error = Some(error.clone()),
-        RunEvent::CleanupStarted { .. } => record.step = None,
-        RunEvent::Finished { status, error } => {
-            record.status = match status {
-                RunStatus::Completed => RestoreStatus::Completed,
-                RunStatus::Failed => RestoreStatus::Failed,
-                RunStatus::Cancelled => RestoreStatus::Cancelled,
-                RunStatus::Running => RestoreStatus::Running,
-            };
-            if error.is_some() {
-                record.error = error.clone();
-            }
-            record.step = None;
-            record.finished_at = Some(at.into());
-        }
-        _ => return Ok(()),
+        _ => match follow(
+            event,
+            &mut record.step,
+            &mut record.error,
+            &mut record.finished_at,
+            at,
+        ) {
+            Followed::Ended(status) => record.status = RestoreStatus::from(status),
+            Followed::Changed => {}
+            Followed::Other => return Ok(()),
+        },
     }
     record.updated_at = at.into();
     write(state, &key, &record)

@@ -291,7 +291,7 @@ impl<'c> Applier<'c> {
                         Err(error) => result(&object, Outcome::Failed, Some(status_reason(&error))),
                     }
                 }
-                ExistingPolicy::Replace => match self.replace(&path, &name, body).await {
+                ExistingPolicy::Replace => match self.replace(&path, &name, &kind, body).await {
                     Ok(()) => result(&object, Outcome::Replaced, None),
                     Err(reason) => result(&object, Outcome::Failed, Some(reason)),
                 },
@@ -340,7 +340,7 @@ impl<'c> Applier<'c> {
                     _ if this.made_by_this_restore(&path, &name, object).await => return None,
                     _ => {}
                 }
-                Some(match this.delete_and_wait(&path, &name).await {
+                Some(match this.delete_and_wait(&path, &name, &kind).await {
                     Ok(()) => result(object, Outcome::Replaced, None),
                     Err(reason) => result(object, Outcome::Failed, Some(reason)),
                 })
@@ -352,8 +352,14 @@ impl<'c> Applier<'c> {
     }
 
     /// Deletes the existing object, waits until it is gone, and creates the restored one.
-    async fn replace(&self, path: &str, name: &str, body: Vec<u8>) -> Result<(), String> {
-        self.delete_and_wait(path, name).await?;
+    async fn replace(
+        &self,
+        path: &str,
+        name: &str,
+        kind: &str,
+        body: Vec<u8>,
+    ) -> Result<(), String> {
+        self.delete_and_wait(path, name, kind).await?;
         let request = kube::core::Request::new(path)
             .create(&PostParams::default(), body)
             .map_err(|e| e.to_string())?;
@@ -368,21 +374,9 @@ impl<'c> Applier<'c> {
     /// Deletes object `name` at `path` and waits until it is gone; one already gone is fine. A
     /// workload goes in the foreground (its pods before it, so the claims they mount are free
     /// once it is gone); anything else in the background, as it owns nothing.
-    async fn delete_and_wait(&self, path: &str, name: &str) -> Result<(), String> {
+    async fn delete_and_wait(&self, path: &str, name: &str, kind: &str) -> Result<(), String> {
         let client = &self.cluster.client;
-        let workload = [
-            "/deployments",
-            "/statefulsets",
-            "/daemonsets",
-            "/replicasets",
-            "/jobs",
-            "/cronjobs",
-            "/pods",
-            "/replicationcontrollers",
-        ]
-        .iter()
-        .any(|plural| path.ends_with(plural));
-        let params = if workload {
+        let params = if order::is_workload(kind) {
             DeleteParams::foreground()
         } else {
             DeleteParams::background()

@@ -285,49 +285,21 @@ async fn prepared_objects(
     Ok((prepared, skipped, claims))
 }
 
-async fn apply(
-    services: &Services,
-    ctx: &StepContext,
-    workloads: bool,
-) -> Result<
-    (
-        Vec<ObjectResult>,
-        Vec<ObjectResult>,
-        Vec<(String, String, String)>,
-    ),
-    StepError,
-> {
+#[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
+async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let input: RestoreInput = ctx.input()?;
     let validated: Validated = ctx.output("validate")?;
-    let (prepared, skipped, claims) = prepared_objects(services, &input, &validated).await?;
-    let selected: Vec<Value> = prepared
+    let (prepared, skipped, claims) = prepared_objects(&services, &input, &validated).await?;
+    let (workloads, others): (Vec<Value>, Vec<Value>) = prepared
         .into_iter()
-        .filter(|object| order::is_workload(&kind_key(object)) == workloads)
-        .collect();
+        .partition(|object| order::is_workload(&kind_key(object)));
     let cluster = services.cluster(&input.spec.cluster).await?;
     let mut applier = Applier::new(&cluster, input.spec.existing)
         .await
         .map_err(|err| StepError::retryable(err.to_string()))?;
-    let results = applier.apply_all(selected, &input.spec.order).await;
-    Ok((results, skipped, claims))
-}
-
-#[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
-async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
-    let input: RestoreInput = ctx.input()?;
     let mut removed = Vec::new();
     if input.spec.existing == ExistingPolicy::Replace {
         // Workloads go before the claims they mount are replaced; they come back in `workloads`.
-        let validated: Validated = ctx.output("validate")?;
-        let (prepared, _, _) = prepared_objects(&services, &input, &validated).await?;
-        let workloads: Vec<Value> = prepared
-            .into_iter()
-            .filter(|object| order::is_workload(&kind_key(object)))
-            .collect();
-        let cluster = services.cluster(&input.spec.cluster).await?;
-        let applier = Applier::new(&cluster, input.spec.existing)
-            .await
-            .map_err(|err| StepError::retryable(err.to_string()))?;
         for gone in applier.remove_existing(workloads).await {
             if gone.outcome == Outcome::Failed {
                 return Err(StepError::retryable(format!(
@@ -341,7 +313,7 @@ async fn objects(services: Arc<Services>, ctx: StepContext) -> StepResult {
             removed.push((gone.kind, gone.namespace, gone.name));
         }
     }
-    let (mut results, skipped, claims) = apply(&services, &ctx, false).await?;
+    let mut results = applier.apply_all(others, &input.spec.order).await;
     // Only claims the restore created (or replaced) get the backed-up data.
     let fresh: BTreeSet<(String, String)> = results
         .iter()
@@ -427,7 +399,18 @@ pub struct VolumesRestored {
 #[tracing::instrument(skip_all, fields(run = %ctx.run_id()))]
 async fn workloads(services: Arc<Services>, ctx: StepContext) -> StepResult {
     let done: ObjectsDone = ctx.output("objects")?;
-    let (mut results, _, _) = apply(&services, &ctx, true).await?;
+    let input: RestoreInput = ctx.input()?;
+    let validated: Validated = ctx.output("validate")?;
+    let (prepared, _, _) = prepared_objects(&services, &input, &validated).await?;
+    let workloads: Vec<Value> = prepared
+        .into_iter()
+        .filter(|object| order::is_workload(&kind_key(object)))
+        .collect();
+    let cluster = services.cluster(&input.spec.cluster).await?;
+    let mut applier = Applier::new(&cluster, input.spec.existing)
+        .await
+        .map_err(|err| StepError::retryable(err.to_string()))?;
+    let mut results = applier.apply_all(workloads, &input.spec.order).await;
     // A workload removed for a replace and created again here was replaced.
     for result in &mut results {
         let identity = (
