@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use stowage_engine::{Runtime, RuntimeOptions, Store};
+use stowage_engine::{Clock, Runtime, RuntimeOptions, Store};
 use stowage_workflows::backup::delete_workflow;
 use stowage_workflows::backup::volumes::MoverSettings;
 use stowage_workflows::backup::workflow::backup_workflow;
 use stowage_workflows::catalog::Catalog;
 use stowage_workflows::entity::{Entities, Kind, Record, ShareLevel};
 use stowage_workflows::restore::workflow::restore_workflow;
+use stowage_workflows::schedule::schedule_workflow;
 use stowage_workflows::services::Services;
 use stowage_workflows::sync::sync_workflow;
 
@@ -20,10 +21,22 @@ use crate::entities::entity_error;
 use crate::error::ApiError;
 
 /// How the server's workflows run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct WorkflowSettings {
     /// How data-mover Jobs are made (image, concurrency, timeout).
     pub mover: MoverSettings,
+    /// The clock timers wait on (schedules, retries); the system clock when `None`. Give the
+    /// store the same one ([`crate::open_store_with_clock`]).
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for WorkflowSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowSettings")
+            .field("mover", &self.mover)
+            .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .finish()
+    }
 }
 
 /// The runtime of a server on `store` (opened with [`crate::open_store`]): every workflow type
@@ -37,16 +50,19 @@ pub fn server_runtime(
     if let Some(services) = Arc::get_mut(&mut services) {
         services.mover = settings.mover;
     }
+    let defaults = RuntimeOptions::default();
     Runtime::new(
         store,
         RuntimeOptions {
+            clock: settings.clock.unwrap_or(defaults.clock),
             workflows: vec![
                 backup_workflow(services.clone()),
                 restore_workflow(services.clone()),
                 delete_workflow(services.clone()),
                 sync_workflow(services.clone()),
+                schedule_workflow(services.clone()),
             ],
-            ..RuntimeOptions::default()
+            ..defaults
         },
     )
 }
@@ -83,22 +99,35 @@ impl CatalogState {
         id: &str,
         needed: ShareLevel,
     ) -> Result<Record, ApiError> {
-        let record = self.entities.get(kind, id).map_err(entity_error)?;
-        match record {
-            Some(record) => match authz::level(principal, &record) {
-                Some(held) if held >= needed => Ok(record),
-                Some(held) => Err(ApiError::invalid(
-                    field,
-                    format!(
-                        "{field}: you hold {held:?} on {} `{}`; this needs {needed:?}",
-                        kind.as_str(),
-                        record.name
-                    ),
-                )),
-                None => Err(unknown(kind, field, id)),
-            },
+        usable(&self.entities, principal, kind, field, id, needed)
+    }
+}
+
+/// Entity `id` of `kind`, named by request field `field`, if `principal` holds `needed` on it;
+/// otherwise a 422 naming the field (never revealing whether a foreign one exists).
+pub(crate) fn usable(
+    entities: &Entities,
+    principal: &Principal,
+    kind: Kind,
+    field: &str,
+    id: &str,
+    needed: ShareLevel,
+) -> Result<Record, ApiError> {
+    let record = entities.get(kind, id).map_err(entity_error)?;
+    match record {
+        Some(record) => match authz::level(principal, &record) {
+            Some(held) if held >= needed => Ok(record),
+            Some(held) => Err(ApiError::invalid(
+                field,
+                format!(
+                    "{field}: you hold {held:?} on {} `{}`; this needs {needed:?}",
+                    kind.as_str(),
+                    record.name
+                ),
+            )),
             None => Err(unknown(kind, field, id)),
-        }
+        },
+        None => Err(unknown(kind, field, id)),
     }
 }
 
@@ -106,9 +135,9 @@ fn unknown(kind: Kind, field: &str, id: &str) -> ApiError {
     ApiError::invalid(
         field,
         format!(
-            "{field}: no {} with id `{id}` that you may use (list them with GET /v1/{}s)",
+            "{field}: no {} with id `{id}` that you may use (list them with GET /v1/{})",
             kind.as_str(),
-            kind.as_str().replace('_', "-")
+            kind.collection()
         ),
     )
 }

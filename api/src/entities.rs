@@ -7,12 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use serde::Deserialize;
+use stowage_workflows::catalog::Catalog;
 use stowage_workflows::cluster::ClusterSpec;
 use stowage_workflows::credential::{self, CredentialSpec};
 use stowage_workflows::entity::{
     Entities, EntityError, Kind, ListQuery, NewEntity, Page, Record, Share, ShareLevel,
 };
 use stowage_workflows::redact;
+use stowage_workflows::schedule::BackupScheduleSpec;
+use stowage_workflows::schedule_policy::SchedulePolicySpec;
 use stowage_workflows::storage::Error as StorageError;
 use stowage_workflows::validate::{FieldError, Problems, check_name};
 use warp::http::StatusCode;
@@ -21,6 +24,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::auth::Principal;
 use crate::authz;
+use crate::catalog_state::usable;
 use crate::error::ApiError;
 
 /// The largest request body accepted.
@@ -82,11 +86,12 @@ fn validate_spec(
     match kind {
         Kind::Rule => to_spec(stowage_workflows::rule::RuleSpec::parse(spec)?),
         Kind::SchedulePolicy => {
-            let policy = stowage_workflows::schedule_policy::SchedulePolicySpec::parse(spec)?;
+            let policy = SchedulePolicySpec::parse(spec)?;
             to_spec(policy.spec())
         }
         Kind::Cluster => to_spec(ClusterSpec::parse(spec)?),
         Kind::Credential => to_spec(CredentialSpec::parse(spec)?),
+        Kind::BackupSchedule => to_spec(BackupScheduleSpec::parse(spec)?),
         // Checked against its store by `checked_spec`.
         Kind::Location => Ok(spec.clone()),
     }
@@ -102,6 +107,12 @@ async fn checked_spec(
     principal: &Principal,
 ) -> Result<serde_json::Value, ApiError> {
     let spec = validate_spec(kind, spec).map_err(invalid)?;
+    if kind == Kind::BackupSchedule {
+        let schedule = BackupScheduleSpec::parse(&spec).map_err(invalid)?;
+        for (kind, field, id) in schedule.references() {
+            usable(entities, principal, kind, &field, id, ShareLevel::View)?;
+        }
+    }
     if kind != Kind::Location {
         return Ok(spec);
     }
@@ -169,30 +180,56 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result
 /// Upcoming runs shown with a schedule policy.
 const NEXT_RUNS_SHOWN: usize = 3;
 
-/// A record as the API shows it: secrets redacted, and for schedule policies with `next_runs`
-/// (RFC 3339, UTC) computed now.
-fn shown(record: &Record) -> serde_json::Value {
+/// The next [`NEXT_RUNS_SHOWN`] times of policy `spec` after now (RFC 3339, UTC); none for an
+/// invalid policy.
+fn next_runs(spec: &serde_json::Value) -> Vec<String> {
+    let Ok(policy) = SchedulePolicySpec::parse(spec) else {
+        return Vec::new();
+    };
+    let mut at = chrono::Utc::now();
+    let mut runs = Vec::new();
+    while runs.len() < NEXT_RUNS_SHOWN
+        && let Some(next) = policy.next_run(at)
+    {
+        runs.push(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        at = next;
+    }
+    runs
+}
+
+/// A record as the API shows it: secrets redacted; schedule policies with `next_runs` (RFC
+/// 3339, UTC) computed now; backup schedules with their `next_runs` (none while suspended) and
+/// `status`, what their runs did (see `ScheduleRecord`).
+fn shown(record: &Record, entities: &Entities) -> serde_json::Value {
     let mut value = serde_json::to_value(record).unwrap_or_default();
     redact::redact(&mut value["spec"]);
-    if record.kind == Kind::SchedulePolicy
-        && let Ok(policy) =
-            stowage_workflows::schedule_policy::SchedulePolicySpec::parse(&record.spec)
-    {
-        let mut at = chrono::Utc::now();
-        let mut runs = Vec::new();
-        while runs.len() < NEXT_RUNS_SHOWN
-            && let Some(next) = policy.next_run(at)
-        {
-            runs.push(next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            at = next;
+    match record.kind {
+        Kind::SchedulePolicy => value["next_runs"] = serde_json::json!(next_runs(&record.spec)),
+        Kind::BackupSchedule => {
+            let spec = BackupScheduleSpec::parse(&record.spec).ok();
+            let runs = match &spec {
+                Some(spec) if !spec.suspended => entities
+                    .get(Kind::SchedulePolicy, &spec.policy)
+                    .ok()
+                    .flatten()
+                    .map(|policy| next_runs(&policy.spec))
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            value["next_runs"] = serde_json::json!(runs);
+            let status = Catalog::new(entities.store().clone())
+                .schedule(&record.id)
+                .ok()
+                .flatten();
+            value["status"] = serde_json::to_value(status).unwrap_or_default();
         }
-        value["next_runs"] = serde_json::json!(runs);
+        _ => {}
     }
     value
 }
 
-fn record_reply(status: StatusCode, record: &Record) -> Response {
-    json_reply(status, &shown(record))
+pub(crate) fn record_reply(status: StatusCode, record: &Record, entities: &Entities) -> Response {
+    json_reply(status, &shown(record, entities))
 }
 
 pub(crate) fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -231,7 +268,7 @@ async fn create(
         )
         .await
         .map_err(entity_error)?;
-    Ok(record_reply(StatusCode::CREATED, &record))
+    Ok(record_reply(StatusCode::CREATED, &record, &entities))
 }
 
 fn list(
@@ -283,7 +320,11 @@ fn list(
     let page: Page = entities
         .list(kind, &list, |record| authz::visible(principal, record))
         .map_err(entity_error)?;
-    let items: Vec<serde_json::Value> = page.items.iter().map(shown).collect();
+    let items: Vec<serde_json::Value> = page
+        .items
+        .iter()
+        .map(|record| shown(record, entities))
+        .collect();
     Ok(json_reply(
         StatusCode::OK,
         &serde_json::json!({ "items": items, "next_after": page.next_after }),
@@ -298,7 +339,7 @@ fn get(
 ) -> Result<Response, ApiError> {
     let record = existing(entities, kind, id)?;
     authz::require(principal, &record, ShareLevel::View)?;
-    Ok(record_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record, entities))
 }
 
 async fn update(
@@ -325,7 +366,7 @@ async fn update(
         )
         .await
         .map_err(entity_error)?;
-    Ok(record_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record, &entities))
 }
 
 async fn share(
@@ -342,7 +383,7 @@ async fn share(
         .share(kind, &id, body.version, body.shares, &principal.subject)
         .await
         .map_err(entity_error)?;
-    Ok(record_reply(StatusCode::OK, &record))
+    Ok(record_reply(StatusCode::OK, &record, &entities))
 }
 
 async fn delete(
@@ -463,6 +504,13 @@ entity_route_docs!(
     "/v1/credentials",
     "/v1/credentials/{id}",
     "/v1/credentials/{id}/shares"
+);
+entity_route_docs!(
+    backup_schedule_docs,
+    "backup-schedules",
+    "/v1/backup-schedules",
+    "/v1/backup-schedules/{id}",
+    "/v1/backup-schedules/{id}/shares"
 );
 entity_route_docs!(
     schedule_policy_docs,

@@ -22,8 +22,11 @@ pub mod mover;
 pub mod openapi;
 pub mod restores;
 pub mod runs;
+pub mod schedules;
 mod server;
 pub mod sync;
 
 pub use catalog_state::{WorkflowSettings, server_runtime};
-pub use server::{AppState, ServerConfig, ServerError, Started, open_store, routes, serve};
+pub use server::{
+    AppState, ServerConfig, ServerError, Started, open_store, open_store_with_clock, routes, serve,
+};

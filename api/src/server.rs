@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use serde::Serialize;
-use stowage_engine::{Runtime, Store, StoreOptions};
+use stowage_engine::{Clock, Runtime, Store, StoreOptions, SystemClock};
 use warp::Filter;
 use warp::http::StatusCode;
 
 use stowage_workflows::catalog::CatalogProjection;
 use stowage_workflows::entity::{Entities, EntitiesProjection, Kind};
+use stowage_workflows::schedule::run_scheduler;
 
 use crate::audit;
 use crate::auth::{
@@ -30,6 +31,7 @@ use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
 use crate::restores;
 use crate::runs;
+use crate::schedules;
 use crate::sync;
 
 /// How `stowage server` runs.
@@ -224,6 +226,13 @@ pub fn routes(
         state.entities.clone(),
         principal(state.auth.clone()),
     );
+    let backup_schedules = entities::routes(
+        Kind::BackupSchedule,
+        "backup-schedules",
+        state.entities.clone(),
+        principal(state.auth.clone()),
+    );
+    let schedule_actions = schedules::routes(state.entities.clone(), principal(state.auth.clone()));
     let backups = backups::routes(state.catalog.clone(), principal(state.auth.clone()));
     let restores = restores::routes(state.catalog.clone(), principal(state.auth.clone()));
     let runs = runs::routes(state.catalog.clone(), principal(state.auth.clone()));
@@ -253,6 +262,8 @@ pub fn routes(
         .or(credentials)
         .or(rules)
         .or(schedule_policies)
+        .or(schedule_actions)
+        .or(backup_schedules)
         .or(backups)
         .or(restores)
         .or(runs)
@@ -318,6 +329,14 @@ fn health_reply(store: &Store) -> warp::reply::WithStatus<warp::reply::Json> {
 
 /// Opens the server's database with every projection the server keeps.
 pub fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::Error> {
+    open_store_with_clock(data_dir, Arc::new(SystemClock))
+}
+
+/// [`open_store`] with events stamped by `clock` (the one the runtime's timers wait on).
+pub fn open_store_with_clock(
+    data_dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+) -> Result<Store, stowage_engine::Error> {
     Store::open_with(
         data_dir,
         StoreOptions {
@@ -326,7 +345,7 @@ pub fn open_store(data_dir: &std::path::Path) -> Result<Store, stowage_engine::E
                 Arc::new(EntitiesProjection),
                 Arc::new(CatalogProjection),
             ],
-            ..StoreOptions::default()
+            clock,
         },
     )
 }
@@ -383,6 +402,12 @@ pub async fn serve(
     })?;
     let runtime = server_runtime(store, config.workflows.clone())?;
     let resumed = runtime.recover().await?;
+    let scheduler = runtime.clone();
+    tokio::spawn(async move {
+        if let Err(err) = run_scheduler(scheduler).await {
+            tracing::error!(error = %err, "the scheduler stopped: no new schedule runs until a restart");
+        }
+    });
     tracing::info!(%addr, data_dir = %config.data_dir.display(), resumed, "stowage server listening");
     on_ready(&Started {
         addr,

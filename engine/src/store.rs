@@ -363,6 +363,12 @@ impl Store {
         *self.head_rx.borrow()
     }
 
+    /// A receiver of the global head: it changes whenever events are committed, so a waiter can
+    /// look again at what it watches (an entity, a run) without following the whole log.
+    pub fn head_changes(&self) -> watch::Receiver<u64> {
+        self.head_rx.clone()
+    }
+
     /// Appends `events` to `stream` atomically, if the stream's head is what `expected` says.
     /// Returns once the events, and the projection updates they cause, are synced to disk.
     pub async fn append(

@@ -278,6 +278,22 @@ impl StepContext {
         }
     }
 
+    /// Now, on the runtime's clock, in milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.runtime.clock().now_ms()
+    }
+
+    /// Completes once the runtime's clock shows `at_ms`. A durable timer when `at_ms` comes from
+    /// the run's input or an earlier step: a restarted step waits for the same instant.
+    pub async fn sleep_until(&self, at_ms: i64) {
+        self.runtime.clock().sleep_until(at_ms).await;
+    }
+
+    /// The runtime the run belongs to, for steps that start or follow other runs.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Starts a child run of `workflow` (or finds it: the child's idempotency key is derived from
     /// this run, this step and `name`, so a re-run of this step does not start it twice).
     pub async fn start_child(

@@ -170,10 +170,23 @@ impl Repository {
     async fn trees_of(&self, source: TreeSource) -> Result<Vec<Tree>> {
         match source {
             TreeSource::Finished(backup) => {
-                let manifest = self.manifest(&backup).await?;
+                let manifest = match self.manifest(&backup).await {
+                    Ok(manifest) => manifest,
+                    // Deleted since it was listed (a deletion running beside this collection):
+                    // it protects nothing any more.
+                    Err(Error::NotFound(_)) => return Ok(Vec::new()),
+                    Err(other) => return Err(other),
+                };
                 let mut trees = Vec::with_capacity(manifest.volumes.len());
                 for volume in &manifest.volumes {
-                    trees.push(self.volume_tree(&backup, &volume.name).await?);
+                    match self.volume_tree(&backup, &volume.name).await {
+                        Ok(tree) => trees.push(tree),
+                        // A tree gone with its manifest is a deletion, not damage.
+                        Err(err) => match self.manifest(&backup).await {
+                            Err(Error::NotFound(_)) => return Ok(Vec::new()),
+                            _ => return Err(err),
+                        },
+                    }
                 }
                 Ok(trees)
             }

@@ -30,6 +30,8 @@ impl ApiServer {
         auth: Authenticator,
     ) -> std::io::Result<Self> {
         let store = runtime.store().clone();
+        // The scheduler, as `stowage server` runs it: new backup schedules get their ticks.
+        tokio::spawn(stowage_workflows::schedule::run_scheduler(runtime.clone()));
         let routes = stowage::routes(stowage::AppState::new(runtime, auth));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

@@ -24,6 +24,7 @@ pub mod location;
 pub mod redact;
 pub mod restore;
 pub mod rule;
+pub mod schedule;
 pub mod schedule_policy;
 pub mod services;
 pub mod sync;

@@ -151,6 +151,11 @@ impl Runtime {
         &self.inner.store
     }
 
+    /// The clock the runtime's timers wait on.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
     /// Resumes every unfinished run from its events. Returns how many were resumed.
     pub async fn recover(&self) -> Result<usize> {
         let open = self
@@ -222,6 +227,19 @@ impl Runtime {
         Ok(run_id)
     }
 
+    /// The run an idempotency key is bound to, if a start has claimed it.
+    pub fn claimed_run(&self, key: &str) -> Result<Option<String>> {
+        match self
+            .inner
+            .store
+            .read_stream(&idempotency_stream(key), 1, 1)?
+            .first()
+        {
+            Some(first) => Ok(Some(first.decode::<IdempotencyClaimed>()?.run_id)),
+            None => Ok(None),
+        }
+    }
+
     /// The run id an idempotency key is bound to, binding it to a new run if it is not yet.
     async fn claim(&self, key: &str, actor: &str) -> Result<String> {
         let stream = idempotency_stream(key);
@@ -281,6 +299,17 @@ impl Runtime {
             signal.send_replace(true);
         }
         Ok(())
+    }
+
+    /// The ids of every unfinished run, in id (start) order.
+    pub fn open_runs(&self) -> Result<Vec<String>> {
+        Ok(self
+            .inner
+            .store
+            .projection_scan(WORKFLOW_PROJECTION, OPEN_PREFIX)?
+            .into_iter()
+            .map(|(key, _)| String::from_utf8_lossy(&key[OPEN_PREFIX.len()..]).into_owned())
+            .collect())
     }
 
     /// The state of run `run_id`, folded from its events.

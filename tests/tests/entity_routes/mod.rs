@@ -38,6 +38,7 @@ impl Users {
                 image: format!("{}:test", crate::backup::end_to_end::MOVER_IMAGE),
                 ..Default::default()
             },
+            ..Default::default()
         };
         let runtime = stowage::server_runtime(store, settings).unwrap();
         runtime.recover().await.unwrap();

@@ -19,6 +19,7 @@ use crate::entity::Share;
 pub use projection::{CATALOG_PROJECTION, CatalogProjection};
 
 pub use crate::backup::delete::DELETE_WORKFLOW;
+pub use crate::schedule::SCHEDULE_WORKFLOW;
 pub use crate::sync::SYNC_WORKFLOW;
 
 /// Where a backup stands.
@@ -274,6 +275,42 @@ pub struct RestoreRecord {
     pub finished_at: Option<String>,
 }
 
+/// A scheduled run that started no backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRun {
+    /// The time it was for (RFC 3339).
+    pub due: String,
+    /// Why no backup started.
+    pub reason: String,
+}
+
+/// What a backup schedule's ticks have done, as the catalog holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    /// The schedule (entity id).
+    pub id: String,
+    /// Its newest tick run: the one waiting for the next time.
+    pub tick: String,
+    /// Ticks started so far.
+    pub ticks: u64,
+    /// The time of the last tick that came due (RFC 3339).
+    pub last_due: Option<String>,
+    /// The last backup it started.
+    pub last_backup: Option<String>,
+    /// Backups it started.
+    pub backups_started: u64,
+    /// Ticks that started no backup.
+    pub skipped: u64,
+    /// The last of those.
+    pub last_skipped: Option<SkippedRun>,
+    /// Backups its retention deleted.
+    pub pruned: u64,
+    /// Why its chain of ticks ended, if it did.
+    pub ended: Option<String>,
+    /// When it last changed.
+    pub updated_at: String,
+}
+
 /// Which records a listing wants; every field that is set must match.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogQuery {
@@ -369,6 +406,11 @@ impl Catalog {
     /// The restore with id `id`.
     pub fn restore(&self, id: &str) -> Result<Option<RestoreRecord>, CatalogError> {
         self.get(&projection::restore_key(id))
+    }
+
+    /// What schedule `id`'s ticks have done, if any started.
+    pub fn schedule(&self, id: &str) -> Result<Option<ScheduleRecord>, CatalogError> {
+        self.get(&projection::schedule_key(id))
     }
 
     /// The backup or restore that run `run` belongs to, as `(kind, id)` with kind `backup`,

@@ -12,10 +12,11 @@ use stowage_engine::{Projection, ProjectionState, RecordedEvent, RunEvent, RunSt
 
 use super::{
     BackupProgress, BackupRecord, BackupStatus, DELETE_WORKFLOW, Deletion, Origin, RestoreProgress,
-    RestoreRecord, RestoreStatus, SYNC_WORKFLOW,
+    RestoreRecord, RestoreStatus, SCHEDULE_WORKFLOW, SYNC_WORKFLOW, ScheduleRecord, SkippedRun,
 };
 use crate::backup::workflow::{BACKUP_WORKFLOW, BackupInput, UploadProgress};
 use crate::restore::workflow::{RESTORE_WORKFLOW, RestoreInput, VolumesRestored};
+use crate::schedule::workflow::{BackupStarted, Pruned, TickInput, Waited};
 use crate::sync::SyncedCatalog;
 
 /// The projection's name.
@@ -30,6 +31,10 @@ pub(super) fn backup_key(id: &str) -> Vec<u8> {
 
 pub(super) fn restore_key(id: &str) -> Vec<u8> {
     [RESTORE_PREFIX, id.as_bytes()].concat()
+}
+
+pub(super) fn schedule_key(id: &str) -> Vec<u8> {
+    format!("schedule/{id}").into_bytes()
 }
 
 pub(super) fn run_key(run: &str) -> Vec<u8> {
@@ -116,6 +121,7 @@ impl Projection for CatalogProjection {
             "restore" => restore_event(state, &index.id, &typed, &at),
             "delete" => delete_event(state, &index.id, &run, &typed, &at),
             "sync" => sync_event(state, &index.actor, &typed, &at),
+            "schedule" => schedule_event(state, &index.id, &typed, &at),
             _ => Ok(()),
         }
     }
@@ -225,6 +231,22 @@ fn started(
                 write(state, &key, &record)?;
             }
             write(state, &run_key(run), &index("delete", &input.backup))
+        }
+        SCHEDULE_WORKFLOW => {
+            let Ok(input) = serde_json::from_value::<TickInput>(input.clone()) else {
+                return Ok(());
+            };
+            let key = schedule_key(&input.schedule);
+            let mut record =
+                read::<ScheduleRecord>(state, &key)?.unwrap_or_else(|| ScheduleRecord {
+                    id: input.schedule.clone(),
+                    ..ScheduleRecord::default()
+                });
+            record.tick = run.into();
+            record.ticks += 1;
+            record.updated_at = at.into();
+            write(state, &key, &record)?;
+            write(state, &run_key(run), &index("schedule", &input.schedule))
         }
         SYNC_WORKFLOW => {
             let location = input
@@ -507,4 +529,57 @@ fn sync_event(
         write(state, &key, &record)?;
     }
     Ok(())
+}
+
+/// Folds what a schedule's tick did into the schedule's record.
+fn schedule_event(
+    state: &mut ProjectionState<'_>,
+    id: &str,
+    event: &RunEvent,
+    at: &str,
+) -> Result<(), String> {
+    let RunEvent::StepCompleted { step, output } = event else {
+        return Ok(());
+    };
+    let key = schedule_key(id);
+    let Some(mut record) = read::<ScheduleRecord>(state, &key)? else {
+        return Ok(());
+    };
+    match step.as_str() {
+        "wait" => {
+            let Ok(waited) = serde_json::from_value::<Waited>(output.clone()) else {
+                return Ok(());
+            };
+            if let Some(due_ms) = waited.due_ms {
+                record.last_due = Some(rfc3339(due_ms));
+            }
+            if waited.ended.is_some() {
+                record.ended = waited.ended;
+            }
+        }
+        "backup" => {
+            let Ok(started) = serde_json::from_value::<BackupStarted>(output.clone()) else {
+                return Ok(());
+            };
+            if let Some(backup) = started.backup {
+                record.last_backup = Some(backup);
+                record.backups_started += 1;
+            }
+            if let Some(reason) = started.skipped {
+                record.skipped += 1;
+                record.last_skipped = Some(SkippedRun {
+                    due: record.last_due.clone().unwrap_or_default(),
+                    reason,
+                });
+            }
+        }
+        "prune" => {
+            if let Ok(pruned) = serde_json::from_value::<Pruned>(output.clone()) {
+                record.pruned += pruned.deleted.len() as u64;
+            }
+        }
+        _ => return Ok(()),
+    }
+    record.updated_at = at.into();
+    write(state, &key, &record)
 }

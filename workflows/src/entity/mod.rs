@@ -32,16 +32,19 @@ pub enum Kind {
     Rule,
     /// When scheduled backups run and how many copies they keep.
     SchedulePolicy,
+    /// A backup made again and again on a schedule policy.
+    BackupSchedule,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Self::Cluster,
         Self::Location,
         Self::Credential,
         Self::Rule,
         Self::SchedulePolicy,
+        Self::BackupSchedule,
     ];
 
     /// The kind's name, as in streams and URLs (singular).
@@ -52,6 +55,19 @@ impl Kind {
             Self::Credential => "credential",
             Self::Rule => "rule",
             Self::SchedulePolicy => "schedule_policy",
+            Self::BackupSchedule => "backup_schedule",
+        }
+    }
+
+    /// The kind's collection in the REST API (`/v1/<collection>`).
+    pub fn collection(self) -> &'static str {
+        match self {
+            Self::Cluster => "clusters",
+            Self::Location => "locations",
+            Self::Credential => "credentials",
+            Self::Rule => "rules",
+            Self::SchedulePolicy => "schedule-policies",
+            Self::BackupSchedule => "backup-schedules",
         }
     }
 
@@ -118,6 +134,16 @@ pub struct Record {
     pub updated_at: String,
     /// Who changed it last.
     pub updated_by: String,
+}
+
+/// The id of the entity of `kind` that `event` created, if it is such an event.
+pub fn created_by(event: &stowage_engine::RecordedEvent, kind: Kind) -> Option<&str> {
+    use stowage_engine::EventPayload;
+    let prefix = stream(kind, "");
+    event
+        .stream
+        .strip_prefix(prefix.as_str())
+        .filter(|_| event.kind == events::Created::KIND)
 }
 
 /// The stream of entity `id` of `kind`.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use stowage_engine::{ExpectedSeq, NewEvent, Store};
+use stowage_engine::{EventPayload, ExpectedSeq, NewEvent, Store};
 
 use super::events::{Created, Deleted, Shared, Updated};
 use super::projection::{ENTITIES_PROJECTION, NAME_TAKEN, record_key, records_prefix};
@@ -114,6 +114,11 @@ impl Entities {
         Self { store }
     }
 
+    /// The store the entities are kept in.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Registers a new entity owned by `owner`.
     pub async fn create(
         &self,
@@ -168,6 +173,31 @@ impl Entities {
                 id: id.to_string(),
                 reason: err.to_string(),
             })
+    }
+
+    /// The last spec entity `id` of `kind` had, deleted or not (read from its stream): what a
+    /// deleted entity's clean-up needs to know.
+    pub fn last_spec(
+        &self,
+        kind: Kind,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, EntityError> {
+        let mut spec = None;
+        for event in self.store.read_stream(&stream(kind, id), 1, usize::MAX)? {
+            let text = match event.kind.as_str() {
+                Created::KIND => event.decode::<Created>()?.spec,
+                Updated::KIND => event.decode::<Updated>()?.spec,
+                _ => continue,
+            };
+            spec = Some(
+                serde_json::from_str(&text).map_err(|err| EntityError::Corrupt {
+                    kind: kind.as_str(),
+                    id: id.to_string(),
+                    reason: err.to_string(),
+                })?,
+            );
+        }
+        Ok(spec)
     }
 
     fn require(&self, kind: Kind, id: &str) -> Result<Record, EntityError> {

@@ -1,0 +1,496 @@
+//! Backup schedules on the engine's controllable clock, backing up a kubesim cluster's namespace
+//! to a local-folder location with the real backup and delete workflows: months of daily, weekly
+//! and monthly schedules keep exactly the backups their policies say, day by day; a week of
+//! failing backups leaves the last good one; a server stopped between ticks and started again
+//! neither loses nor doubles a tick; a ten-hour outage gives one catch-up run per schedule.
+//!
+//! A "server" here is a tokio runtime of its own over the database folder; stopping it drops
+//! every task at its next await point, as a killed process would stop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use stowage_engine::{ManualClock, Runtime};
+use stowage_workflows::catalog::{BackupStatus, Catalog, CatalogQuery, ScheduleRecord};
+use stowage_workflows::entity::{Entities, Kind, NewEntity};
+use stowage_workflows::schedule::{SCHEDULE_WORKFLOW, run_scheduler};
+use stowage_workflows::schedule_policy::{SchedulePolicy, SchedulePolicySpec};
+
+use super::create;
+use super::end_to_end::start;
+use crate::kubesim::TestCluster;
+
+const PASSPHRASE: &str = "correct horse battery";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The cluster, the clock, the location's folder and the server's database folder: what
+/// outlives a server.
+struct World {
+    cluster_runtime: tokio::runtime::Runtime,
+    cluster: TestCluster,
+    clock: ManualClock,
+    data: tempfile::TempDir,
+    bucket: tempfile::TempDir,
+}
+
+/// One server over the world's database.
+struct Server {
+    tokio: tokio::runtime::Runtime,
+    runtime: Runtime,
+    entities: Entities,
+    catalog: Catalog,
+}
+
+impl World {
+    /// A cluster with namespace `shop` holding a ConfigMap, the clock at `now`.
+    fn new(now: &str) -> Self {
+        let cluster_runtime = multi_thread();
+        let cluster = cluster_runtime.block_on(async {
+            let cluster = start("schedules").await;
+            let client = super::connect(&cluster).await.client;
+            make_shop(&client).await;
+            cluster
+        });
+        Self {
+            cluster_runtime,
+            cluster,
+            clock: ManualClock::new(at(now).timestamp_millis()),
+            data: tempfile::tempdir().unwrap(),
+            bucket: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(stowage_engine::Clock::now_ms(&self.clock)).unwrap()
+    }
+
+    fn set(&self, to: DateTime<Utc>) {
+        self.clock.set(to.timestamp_millis());
+    }
+
+    /// Starts a server: open the database, resume its runs, run the scheduler.
+    fn server(&self) -> Server {
+        let tokio = multi_thread();
+        let clock: Arc<dyn stowage_engine::Clock> = Arc::new(self.clock.clone());
+        let runtime = tokio.block_on(async {
+            let store = Arc::new(
+                stowage::open_store_with_clock(&self.data.path().join("db"), clock.clone())
+                    .unwrap(),
+            );
+            let settings = stowage::WorkflowSettings {
+                clock: Some(clock),
+                ..Default::default()
+            };
+            let runtime = stowage::server_runtime(store, settings).unwrap();
+            runtime.recover().await.unwrap();
+            tokio::spawn(run_scheduler(runtime.clone()));
+            runtime
+        });
+        let store = runtime.store().clone();
+        Server {
+            tokio,
+            entities: Entities::new(store.clone()),
+            catalog: Catalog::new(store),
+            runtime,
+        }
+    }
+
+    /// Deletes or creates namespace `shop` (and its ConfigMap).
+    fn shop(&self, present: bool) {
+        self.cluster_runtime.block_on(async {
+            let client = super::connect(&self.cluster).await.client;
+            let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+                kube::Api::all(client.clone());
+            if present {
+                make_shop(&client).await;
+            } else {
+                namespaces
+                    .delete("shop", &Default::default())
+                    .await
+                    .unwrap();
+                crate::kubesim::eventually("namespace shop is gone", || {
+                    let namespaces = namespaces.clone();
+                    async move {
+                        namespaces
+                            .get_opt("shop")
+                            .await
+                            .unwrap()
+                            .is_none()
+                            .then_some(())
+                    }
+                })
+                .await;
+            }
+        });
+    }
+}
+
+async fn make_shop(client: &kube::Client) {
+    create(
+        client,
+        "v1",
+        "Namespace",
+        "namespaces",
+        json!({"metadata": {"name": "shop"}}),
+    )
+    .await;
+    create(
+        client,
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        json!({"metadata": {"name": "settings", "namespace": "shop"}, "data": {"k": "v"}}),
+    )
+    .await;
+}
+
+impl Server {
+    /// Stops the server as a kill would: every task dropped where it waits.
+    fn stop(self) {
+        let Server {
+            tokio,
+            runtime,
+            entities,
+            catalog,
+        } = self;
+        drop((runtime, entities, catalog));
+        tokio.shutdown_timeout(Duration::from_secs(10));
+    }
+
+    fn create(&self, kind: Kind, name: &str, spec: Value) -> String {
+        self.tokio.block_on(async {
+            self.entities
+                .create(
+                    NewEntity {
+                        kind,
+                        name: name.into(),
+                        labels: BTreeMap::new(),
+                        spec,
+                    },
+                    "alice",
+                    "alice",
+                )
+                .await
+                .unwrap()
+                .id
+        })
+    }
+
+    /// Registers the world's cluster and location; returns their ids.
+    fn register(&self, world: &World) -> (String, String) {
+        let kubeconfig = std::fs::read_to_string(world.cluster.sim.kubeconfig_path()).unwrap();
+        let cluster = self.create(Kind::Cluster, "prod", json!({"kubeconfig": kubeconfig}));
+        let location = self.create(
+            Kind::Location,
+            "vault",
+            json!({
+                "location": {"kind": {"type": "local", "root": world.bucket.path()}, "prefix": "repo"},
+                "passphrase": PASSPHRASE
+            }),
+        );
+        (cluster, location)
+    }
+
+    /// A policy and a schedule of namespace `shop` following it; returns the schedule's id.
+    fn schedule(&self, name: &str, policy: Value, cluster: &str, location: &str) -> String {
+        let policy = self.create(Kind::SchedulePolicy, name, policy);
+        self.create(
+            Kind::BackupSchedule,
+            name,
+            json!({
+                "policy": policy,
+                "backup": {"cluster": cluster, "location": location, "namespaces": ["shop"]}
+            }),
+        )
+    }
+
+    fn record(&self, schedule: &str) -> ScheduleRecord {
+        self.catalog.schedule(schedule).unwrap().unwrap_or_default()
+    }
+
+    /// Waits until each schedule in `due` has run its tick for the time given (a backup or a
+    /// skip, then retention) and nothing runs but one waiting tick per schedule of `all`.
+    fn settle(&self, all: &[&str], due: &[(&str, DateTime<Utc>)]) {
+        self.tokio.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let ran = due.iter().all(|(schedule, time)| {
+                    self.record(schedule).last_due.map(|last| at(&last)) == Some(*time)
+                });
+                let open = self.runtime.open_runs().unwrap();
+                let waiting = open.iter().all(|run| {
+                    self.runtime.run_state(run).unwrap().is_some_and(|state| {
+                        state.workflow == SCHEDULE_WORKFLOW && !state.outputs.contains_key("wait")
+                    })
+                });
+                if ran && waiting && open.len() == all.len() {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the schedules did not settle: due {due:?}, open runs {:?}",
+                    open.iter()
+                        .map(|run| self.runtime.run_state(run).unwrap())
+                        .collect::<Vec<_>>()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
+
+    /// The schedule's backups with `status`, by name.
+    fn backups(&self, schedule: &str, status: BackupStatus) -> BTreeSet<String> {
+        let query = CatalogQuery {
+            schedule: Some(schedule.into()),
+            status: Some(status.as_str().into()),
+            limit: 1000,
+            ..CatalogQuery::default()
+        };
+        let page = self.catalog.backups(&query, |_| true).unwrap();
+        assert!(page.next_after.is_none());
+        page.items.into_iter().map(|backup| backup.name).collect()
+    }
+
+    /// The backups the location's repository holds, by id.
+    fn stored(&self, world: &World) -> usize {
+        self.tokio.block_on(async {
+            let location: stowage_storage::Location = serde_json::from_value(json!({
+                "kind": {"type": "local", "root": world.bucket.path()}, "prefix": "repo"
+            }))
+            .unwrap();
+            let repository = stowage_storage::Repository::open(&location, PASSPHRASE)
+                .await
+                .unwrap();
+            repository.backups().await.unwrap().len()
+        })
+    }
+}
+
+/// The name a schedule gives its backup due at `time`.
+fn backup_name(schedule: &str, time: DateTime<Utc>) -> String {
+    format!("{schedule}-{}", time.format("%Y%m%d-%H%M%S"))
+}
+
+fn policy(spec: &Value) -> SchedulePolicy {
+    SchedulePolicySpec::parse(spec).unwrap()
+}
+
+/// The times `policy` names after `from`, up to and including `until`.
+fn times(policy: &SchedulePolicy, from: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut times = Vec::new();
+    let mut now = from;
+    while let Some(next) = policy.next_run(now).filter(|next| *next <= until) {
+        times.push(next);
+        now = next;
+    }
+    times
+}
+
+#[test]
+fn three_months_of_daily_weekly_and_monthly_schedules_keep_what_their_policies_say() {
+    let world = World::new("2026-01-01T00:00:00Z");
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    let specs = [
+        (
+            "daily",
+            json!({"schedule": {"daily": {"times": ["02:00"]}}, "retain": 7}),
+        ),
+        (
+            "weekly",
+            json!({"schedule": {"weekly": {"days": ["sun"], "time": "02:00"}}, "retain": 4}),
+        ),
+        (
+            "monthly",
+            json!({"schedule": {"monthly": {"dates": [15], "relative": [{"week": "first", "day": "mon"}], "time": "02:00"}}, "retain": 3}),
+        ),
+    ];
+    let start = world.now();
+    let end = at("2026-04-01T00:00:00Z");
+    let mut schedules = Vec::new();
+    let mut calendar: BTreeMap<DateTime<Utc>, Vec<usize>> = BTreeMap::new();
+    for (index, (name, spec)) in specs.iter().enumerate() {
+        schedules.push(server.schedule(name, spec.clone(), &cluster, &location));
+        for time in times(&policy(spec), start, end) {
+            calendar.entry(time).or_default().push(index);
+        }
+    }
+    let ids: Vec<&str> = schedules.iter().map(String::as_str).collect();
+    server.settle(&ids, &[]);
+
+    let mut made: Vec<Vec<DateTime<Utc>>> = vec![Vec::new(); specs.len()];
+    for (time, due) in &calendar {
+        world.set(*time);
+        let due_now: Vec<(&str, DateTime<Utc>)> =
+            due.iter().map(|index| (ids[*index], *time)).collect();
+        server.settle(&ids, &due_now);
+        for index in due {
+            made[*index].push(*time);
+        }
+        // The day's check: each schedule keeps exactly its newest `retain` backups.
+        for (index, (name, spec)) in specs.iter().enumerate() {
+            let retain = spec["retain"].as_u64().unwrap() as usize;
+            let expected: BTreeSet<String> = made[index]
+                .iter()
+                .rev()
+                .take(retain)
+                .map(|time| backup_name(name, *time))
+                .collect();
+            assert_eq!(
+                server.backups(ids[index], BackupStatus::Completed),
+                expected,
+                "{name} on {time}: {:#?}",
+                server
+                    .catalog
+                    .backups(
+                        &CatalogQuery {
+                            schedule: Some(ids[index].into()),
+                            limit: 100,
+                            ..CatalogQuery::default()
+                        },
+                        |b| b.deletion.is_some()
+                    )
+                    .unwrap()
+                    .items
+            );
+        }
+    }
+    assert_eq!(made[0].len(), 90, "daily runs in January to March");
+    assert_eq!(made[1].len(), 13, "Sundays in January to March");
+    assert_eq!(made[2].len(), 6, "first Mondays and 15ths");
+    for (index, _) in specs.iter().enumerate() {
+        let record = server.record(ids[index]);
+        assert_eq!(record.backups_started, made[index].len() as u64);
+        assert_eq!(record.skipped, 0);
+    }
+    // The location holds what the catalog keeps, and nothing of the backups deleted.
+    assert_eq!(server.stored(&world), 7 + 4 + 3);
+    server.stop();
+}
+
+#[test]
+fn a_week_of_failing_backups_keeps_the_last_good_one() {
+    let world = World::new("2026-03-01T00:00:00Z");
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    let spec = json!({"schedule": {"daily": {"times": ["02:00"]}}, "retain": 2});
+    let schedule = server.schedule("nightly", spec.clone(), &cluster, &location);
+    server.settle(&[&schedule], &[]);
+    let days = times(&policy(&spec), world.now(), at("2026-03-13T00:00:00Z"));
+    for (day, time) in days.iter().enumerate() {
+        // Days 3 to 9 (a week) find namespace `shop` gone: their backups fail.
+        if day == 3 {
+            world.shop(false);
+        }
+        if day == 10 {
+            world.shop(true);
+        }
+        world.set(*time);
+        server.settle(&[&schedule], &[(&schedule, *time)]);
+        let completed = server.backups(&schedule, BackupStatus::Completed);
+        let failed = server.backups(&schedule, BackupStatus::Failed);
+        match day {
+            0..=2 => assert_eq!(failed.len(), 0),
+            3..=9 => {
+                // The two last good backups stay; the failures do not count as copies.
+                let good: BTreeSet<String> = [days[1], days[2]]
+                    .iter()
+                    .map(|time| backup_name("nightly", *time))
+                    .collect();
+                assert_eq!(completed, good, "day {day}");
+                assert_eq!(failed.len(), day - 2, "day {day}");
+            }
+            10 => {
+                // Good again: the newest two good ones are kept; the failures are newer than
+                // the oldest kept one and stay visible.
+                let kept = [days[2], days[10]].map(|time| backup_name("nightly", time));
+                assert_eq!(completed, kept.into(), "day {day}");
+                assert_eq!(failed.len(), 7, "day {day}");
+            }
+            _ => {
+                // Now the failures are older than every backup kept, and are let go.
+                let kept = [days[10], days[11]].map(|time| backup_name("nightly", time));
+                assert_eq!(completed, kept.into(), "day {day}");
+                assert_eq!(failed.len(), 0, "day {day}");
+            }
+        }
+    }
+    server.stop();
+}
+
+#[test]
+fn a_server_stopped_between_ticks_neither_loses_nor_doubles_one_and_an_outage_catches_up_once() {
+    let world = World::new("2026-05-04T00:00:00Z");
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    let hourly_spec = json!({"schedule": {"interval": {"minutes": 60}}, "retain": 100});
+    let daily_spec = json!({"schedule": {"daily": {"times": ["06:00"]}}, "retain": 100});
+    let hourly = server.schedule("hourly", hourly_spec, &cluster, &location);
+    let daily = server.schedule("daily", daily_spec, &cluster, &location);
+    let all = [hourly.as_str(), daily.as_str()];
+    server.settle(&all, &[]);
+
+    // 01:00 runs; the server stops at 01:30 and is back at 01:45, before the 02:00 tick.
+    world.set(at("2026-05-04T01:00:00Z"));
+    server.settle(&all, &[(&hourly, at("2026-05-04T01:00:00Z"))]);
+    world.set(at("2026-05-04T01:30:00Z"));
+    server.stop();
+    world.set(at("2026-05-04T01:45:00Z"));
+    let server = world.server();
+    server.settle(&all, &[]);
+    world.set(at("2026-05-04T02:00:00Z"));
+    server.settle(&all, &[(&hourly, at("2026-05-04T02:00:00Z"))]);
+    let names = |schedule: &str| server.backups(schedule, BackupStatus::Completed);
+    assert_eq!(
+        names(&hourly),
+        ["hourly-20260504-010000", "hourly-20260504-020000"]
+            .map(String::from)
+            .into(),
+    );
+
+    // Down from 02:30 to 12:30: ten hourly times and the daily 06:00 pass while it is down.
+    world.set(at("2026-05-04T02:30:00Z"));
+    server.stop();
+    world.set(at("2026-05-04T12:30:00Z"));
+    let server = world.server();
+    // One catch-up run each, for the first time missed, and nothing else.
+    server.settle(
+        &all,
+        &[
+            (&hourly, at("2026-05-04T03:00:00Z")),
+            (&daily, at("2026-05-04T06:00:00Z")),
+        ],
+    );
+    let names = |schedule: &str| server.backups(schedule, BackupStatus::Completed);
+    assert_eq!(names(&hourly).len(), 3, "{:?}", names(&hourly));
+    assert!(names(&hourly).contains("hourly-20260504-030000"));
+    assert_eq!(
+        names(&daily),
+        ["daily-20260504-060000"].map(String::from).into()
+    );
+    // Then the times after the outage, as usual: 13:00 is the next hourly run.
+    world.set(at("2026-05-04T13:00:00Z"));
+    server.settle(&all, &[(&hourly, at("2026-05-04T13:00:00Z"))]);
+    let hourly_names = server.backups(&hourly, BackupStatus::Completed);
+    assert_eq!(hourly_names.len(), 4, "{hourly_names:?}");
+    assert!(hourly_names.contains("hourly-20260504-130000"));
+    assert_eq!(server.record(&hourly).backups_started, 4);
+    assert_eq!(server.record(&daily).backups_started, 1);
+    server.stop();
+}

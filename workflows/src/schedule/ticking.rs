@@ -1,0 +1,103 @@
+//! Keeps every backup schedule's chain of ticks going: a new schedule gets its first tick, and
+//! at start the server gives one to any schedule whose chain is not running (a chain only stops
+//! when its schedule is deleted, or when a tick failed on a database error).
+
+use futures::StreamExt;
+use stowage_engine::{Runtime, StartOptions};
+
+use super::workflow::{SCHEDULE_WORKFLOW, TickInput};
+use crate::catalog::{Catalog, CatalogError};
+use crate::entity::{Entities, EntityError, Kind, ListQuery, created_by};
+
+/// Why a chain could not be checked or started.
+#[derive(Debug, thiserror::Error)]
+pub enum TickingError {
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] stowage_engine::Error),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The schedules could not be listed.
+    #[error(transparent)]
+    Entities(#[from] EntityError),
+    /// The tick's input could not be encoded.
+    #[error("tick input: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Starts a tick for `schedule` unless its newest tick is still running; the first time counted
+/// from now. Returns the tick started, if one was. Idempotent: concurrent callers start one.
+pub async fn ensure_ticking(
+    runtime: &Runtime,
+    schedule: &str,
+) -> Result<Option<String>, TickingError> {
+    let catalog = Catalog::new(runtime.store().clone());
+    let newest = catalog.schedule(schedule)?.map(|record| record.tick);
+    if let Some(tick) = &newest
+        && runtime
+            .run_state(tick)?
+            .is_some_and(|state| !state.status.is_finished())
+    {
+        return Ok(None);
+    }
+    let input = TickInput {
+        schedule: schedule.to_string(),
+        after_ms: runtime.clock().now_ms(),
+    };
+    let input = serde_json::to_value(&input)?;
+    let tick = runtime
+        .start(
+            SCHEDULE_WORKFLOW,
+            input,
+            StartOptions {
+                idempotency_key: Some(format!(
+                    "schedule-start/{schedule}/{}",
+                    newest.as_deref().unwrap_or("first")
+                )),
+                ..StartOptions::default()
+            },
+            "scheduler",
+        )
+        .await?;
+    tracing::info!(%schedule, %tick, "schedule ticking");
+    Ok(Some(tick))
+}
+
+/// [`ensure_ticking`] for every backup schedule. Returns how many chains were started.
+pub async fn ensure_all_ticking(runtime: &Runtime) -> Result<usize, TickingError> {
+    let entities = Entities::new(runtime.store().clone());
+    let mut query = ListQuery {
+        limit: 1000,
+        ..ListQuery::default()
+    };
+    let mut started = 0;
+    loop {
+        let page = entities.list(Kind::BackupSchedule, &query, |_| true)?;
+        for record in &page.items {
+            if ensure_ticking(runtime, &record.id).await?.is_some() {
+                started += 1;
+            }
+        }
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => return Ok(started),
+        }
+    }
+}
+
+/// The scheduler: gives every backup schedule a chain of ticks now, then each new schedule one as
+/// it is created. Runs until the store closes; the server runs it beside the API.
+pub async fn run_scheduler(runtime: Runtime) -> Result<(), TickingError> {
+    let head = runtime.store().global_head();
+    let started = ensure_all_ticking(&runtime).await?;
+    tracing::info!(started, "scheduler running");
+    let mut events = std::pin::pin!(runtime.store().subscribe(head));
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if let Some(schedule) = created_by(&event, Kind::BackupSchedule) {
+            ensure_ticking(&runtime, schedule).await?;
+        }
+    }
+    Ok(())
+}
