@@ -8,6 +8,7 @@ pub(crate) mod end_to_end;
 mod recovery;
 mod restore;
 mod routes;
+mod schedule_routes;
 mod schedules;
 mod served;
 mod server;

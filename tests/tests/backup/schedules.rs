@@ -192,6 +192,57 @@ impl Server {
         })
     }
 
+    /// Sets schedule `id`'s `suspended` flag, as the suspend and resume routes do.
+    fn suspend(&self, id: &str, suspended: bool) {
+        self.tokio.block_on(async {
+            let record = self
+                .entities
+                .get(Kind::BackupSchedule, id)
+                .unwrap()
+                .unwrap();
+            let mut spec = record.spec.clone();
+            spec["suspended"] = json!(suspended);
+            self.entities
+                .update(
+                    Kind::BackupSchedule,
+                    id,
+                    record.version,
+                    record.labels,
+                    spec,
+                    "alice",
+                )
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Waits until schedule `id`'s waiting tick has seen it suspended (or resumed).
+    fn noticed(&self, id: &str, suspended: bool) {
+        self.tokio.block_on(async {
+            crate::kubesim::eventually("the tick notices", || async {
+                let tick = self.record(id).tick;
+                let state = self.runtime.run_state(&tick).unwrap()?;
+                (state.progress.get("wait")?["suspended"] == json!(suspended)).then_some(())
+            })
+            .await
+        });
+    }
+
+    /// Deletes schedule `id`.
+    fn delete(&self, id: &str) {
+        self.tokio.block_on(async {
+            let record = self
+                .entities
+                .get(Kind::BackupSchedule, id)
+                .unwrap()
+                .unwrap();
+            self.entities
+                .delete(Kind::BackupSchedule, id, record.version, "alice")
+                .await
+                .unwrap();
+        });
+    }
+
     /// Registers the world's cluster and location; returns their ids.
     fn register(&self, world: &World) -> (String, String) {
         let kubeconfig = std::fs::read_to_string(world.cluster.sim.kubeconfig_path()).unwrap();
@@ -209,13 +260,26 @@ impl Server {
 
     /// A policy and a schedule of namespace `shop` following it; returns the schedule's id.
     fn schedule(&self, name: &str, policy: Value, cluster: &str, location: &str) -> String {
+        self.schedule_reclaiming(name, policy, cluster, location, "retain")
+    }
+
+    /// [`Server::schedule`] with reclaim policy `reclaim`.
+    fn schedule_reclaiming(
+        &self,
+        name: &str,
+        policy: Value,
+        cluster: &str,
+        location: &str,
+        reclaim: &str,
+    ) -> String {
         let policy = self.create(Kind::SchedulePolicy, name, policy);
         self.create(
             Kind::BackupSchedule,
             name,
             json!({
                 "policy": policy,
-                "backup": {"cluster": cluster, "location": location, "namespaces": ["shop"]}
+                "backup": {"cluster": cluster, "location": location, "namespaces": ["shop"]},
+                "reclaim": reclaim
             }),
         )
     }
@@ -228,7 +292,7 @@ impl Server {
     /// skip, then retention) and nothing runs but one waiting tick per schedule of `all`.
     fn settle(&self, all: &[&str], due: &[(&str, DateTime<Utc>)]) {
         self.tokio.block_on(async {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let ran = due.iter().all(|(schedule, time)| {
                     self.record(schedule).last_due.map(|last| at(&last)) == Some(*time)
@@ -492,5 +556,68 @@ fn a_server_stopped_between_ticks_neither_loses_nor_doubles_one_and_an_outage_ca
     assert!(hourly_names.contains("hourly-20260504-130000"));
     assert_eq!(server.record(&hourly).backups_started, 4);
     assert_eq!(server.record(&daily).backups_started, 1);
+    server.stop();
+}
+
+#[test]
+fn a_suspended_schedule_waits_resumes_at_its_next_time_and_deletion_reclaims_as_asked() {
+    let world = World::new("2026-06-01T00:00:00Z");
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    let daily = json!({"schedule": {"daily": {"times": ["02:00"]}}, "retain": 10});
+    let reclaimed =
+        server.schedule_reclaiming("reclaimed", daily.clone(), &cluster, &location, "delete");
+    let kept = server.schedule_reclaiming("kept", daily, &cluster, &location, "retain");
+    let all = [reclaimed.as_str(), kept.as_str()];
+    server.settle(&all, &[]);
+    for day in ["2026-06-01T02:00:00Z", "2026-06-02T02:00:00Z"] {
+        world.set(at(day));
+        server.settle(&all, &[(&reclaimed, at(day)), (&kept, at(day))]);
+    }
+
+    // Suspended over the 3rd: only `kept` runs; resumed at noon, the 3rd is not made up.
+    server.suspend(&reclaimed, true);
+    server.noticed(&reclaimed, true);
+    world.set(at("2026-06-03T02:00:00Z"));
+    server.settle(&all, &[(&kept, at("2026-06-03T02:00:00Z"))]);
+    world.set(at("2026-06-03T12:00:00Z"));
+    server.suspend(&reclaimed, false);
+    server.noticed(&reclaimed, false);
+    server.settle(&all, &[]);
+    assert_eq!(server.record(&reclaimed).backups_started, 2);
+    world.set(at("2026-06-04T02:00:00Z"));
+    server.settle(
+        &all,
+        &[
+            (&reclaimed, at("2026-06-04T02:00:00Z")),
+            (&kept, at("2026-06-04T02:00:00Z")),
+        ],
+    );
+    let names = |schedule: &str| server.backups(schedule, BackupStatus::Completed);
+    assert_eq!(
+        names(&reclaimed),
+        [
+            "reclaimed-20260601-020000",
+            "reclaimed-20260602-020000",
+            "reclaimed-20260604-020000"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert_eq!(names(&kept).len(), 4);
+
+    // Deleted: each chain ends; `reclaimed` takes its backups with it, `kept` leaves them.
+    server.delete(&reclaimed);
+    server.delete(&kept);
+    server.settle(&[], &[]);
+    assert_eq!(names(&reclaimed), BTreeSet::new());
+    assert_eq!(names(&kept).len(), 4);
+    assert_eq!(server.stored(&world), 4);
+    for schedule in all {
+        assert_eq!(
+            server.record(schedule).ended.as_deref(),
+            Some("the schedule was deleted")
+        );
+    }
     server.stop();
 }
