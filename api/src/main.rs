@@ -52,6 +52,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Rule { command } => {
             cli::entities::run("rules", command, cli::entities::rule_add).await?
         }
+        Command::Policy { command } => {
+            cli::entities::run("schedule-policies", command, cli::schedules::policy_add).await?
+        }
+        Command::Schedule { command } => cli::schedules::schedule(command).await?,
         Command::Resources(args) => cli::entities::resources(args).await?,
         Command::Backup { command } => cli::backups::backup(command).await?,
         Command::Restore { command } => cli::backups::restore(command).await?,

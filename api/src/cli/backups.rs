@@ -83,11 +83,9 @@ pub struct NamedWait {
     pub client: ClientFlags,
 }
 
-/// `stowage backup create`.
+/// What a backup protects and where it goes: the flags `backup create` and `schedule add` share.
 #[derive(Debug, Args)]
-pub struct BackupCreate {
-    /// The backup's name.
-    pub name: String,
+pub struct BackupSelection {
     /// The cluster to back up (name or id).
     #[arg(long)]
     pub cluster: String,
@@ -118,6 +116,51 @@ pub struct BackupCreate {
     /// How volume data is copied.
     #[arg(long, value_parser = ["snapshot", "copy", "skip"], default_value = "snapshot")]
     pub volumes: String,
+}
+
+impl BackupSelection {
+    /// The backup spec these flags give, with names turned into ids.
+    pub async fn spec(&self, client: &Client) -> Result<Value, CliError> {
+        let cluster = super::entities::find_id(client, "clusters", &self.cluster).await?;
+        let location = super::entities::find_id(client, "locations", &self.location).await?;
+        let mut pre_rules = Vec::new();
+        for rule in &self.pre_rules {
+            pre_rules.push(super::entities::find_id(client, "rules", rule).await?);
+        }
+        let mut post_rules = Vec::new();
+        for rule in &self.post_rules {
+            post_rules.push(super::entities::find_id(client, "rules", rule).await?);
+        }
+        let mut spec = json!({
+            "cluster": cluster,
+            "location": location,
+            "namespaces": self.namespaces,
+            "include_resources": self.include_resources,
+            "exclude_resources": self.exclude_resources,
+            "pre_rules": pre_rules,
+            "post_rules": post_rules,
+            "volumes": self.volumes,
+        });
+        let namespace_selector = selector(&self.namespace_selector, "namespace-selector")?;
+        if !namespace_selector.is_null() {
+            spec["namespace_selector"] = namespace_selector;
+        }
+        let object_selector = selector(&self.selector, "selector")?;
+        if !object_selector.is_null() {
+            spec["selector"] = object_selector;
+        }
+        Ok(spec)
+    }
+}
+
+/// `stowage backup create`.
+#[derive(Debug, Args)]
+pub struct BackupCreate {
+    /// The backup's name.
+    pub name: String,
+    /// What it protects, and where to.
+    #[command(flatten)]
+    pub selection: BackupSelection,
     /// A label of the backup, `key=value` (repeatable).
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -172,7 +215,7 @@ pub struct RestoreCreate {
     pub client: ClientFlags,
 }
 
-fn pairs(entries: &[String], flag: &str) -> Result<BTreeMap<String, String>, CliError> {
+pub(crate) fn pairs(entries: &[String], flag: &str) -> Result<BTreeMap<String, String>, CliError> {
     entries
         .iter()
         .map(|entry| {
@@ -448,34 +491,7 @@ pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
 
 async fn backup_create(args: BackupCreate) -> Result<(), CliError> {
     let client = client(&args.client)?;
-    let cluster = super::entities::find_id(&client, "clusters", &args.cluster).await?;
-    let location = super::entities::find_id(&client, "locations", &args.location).await?;
-    let mut pre_rules = Vec::new();
-    for rule in &args.pre_rules {
-        pre_rules.push(super::entities::find_id(&client, "rules", rule).await?);
-    }
-    let mut post_rules = Vec::new();
-    for rule in &args.post_rules {
-        post_rules.push(super::entities::find_id(&client, "rules", rule).await?);
-    }
-    let mut spec = json!({
-        "cluster": cluster,
-        "location": location,
-        "namespaces": args.namespaces,
-        "include_resources": args.include_resources,
-        "exclude_resources": args.exclude_resources,
-        "pre_rules": pre_rules,
-        "post_rules": post_rules,
-        "volumes": args.volumes,
-    });
-    let namespace_selector = selector(&args.namespace_selector, "namespace-selector")?;
-    if !namespace_selector.is_null() {
-        spec["namespace_selector"] = namespace_selector;
-    }
-    let object_selector = selector(&args.selector, "selector")?;
-    if !object_selector.is_null() {
-        spec["selector"] = object_selector;
-    }
+    let spec = args.selection.spec(&client).await?;
     let body = json!({
         "name": args.name,
         "labels": pairs(&args.labels, "label")?,

@@ -193,16 +193,69 @@ pub(crate) async fn find_id(
     }
 }
 
+/// What a schedule policy's or a backup schedule's "next run" column shows.
+fn next_run(record: &Value) -> String {
+    if record["spec"]["suspended"] == true {
+        return "suspended".into();
+    }
+    record["next_runs"][0]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+/// What a backup schedule's "last" column shows: its last backup, or its last skipped run.
+fn last_run(record: &Value) -> String {
+    let status = &record["status"];
+    match (
+        status["last_due"].as_str(),
+        status["last_skipped"]["due"].as_str(),
+    ) {
+        (Some(due), Some(skipped)) if due == skipped => format!(
+            "{due} skipped: {}",
+            status["last_skipped"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+        ),
+        (Some(due), _) => format!(
+            "{due} backup {}",
+            status["last_backup"].as_str().unwrap_or("-")
+        ),
+        (None, _) => "-".into(),
+    }
+}
+
 fn records_table(records: &[Value], status: Option<&Value>) -> comfy_table::Table {
-    let mut table = output::table(&["name", "id", "owner", "version", "spec"]);
+    let scheduled = records
+        .iter()
+        .any(|record| record.get("next_runs").is_some());
+    let schedules = records
+        .iter()
+        .any(|record| record.get("status").is_some() && scheduled);
+    let mut header = vec!["name", "id", "owner", "version"];
+    if scheduled {
+        header.push("next run");
+    }
+    if schedules {
+        header.push("last run");
+    }
+    header.push("spec");
+    let mut table = output::table(&header);
     for record in records {
-        table.add_row(vec![
+        let mut row = vec![
             record["name"].as_str().unwrap_or_default().to_string(),
             record["id"].as_str().unwrap_or_default().to_string(),
             record["owner"].as_str().unwrap_or_default().to_string(),
             record["version"].to_string(),
-            output::short_json(&record["spec"], 60),
-        ]);
+        ];
+        if scheduled {
+            row.push(next_run(record));
+        }
+        if schedules {
+            row.push(last_run(record));
+        }
+        row.push(output::short_json(&record["spec"], 60));
+        table.add_row(row);
     }
     if let Some(status) = status {
         table.add_row(vec![format!(
@@ -221,6 +274,13 @@ fn records_table(records: &[Value], status: Option<&Value>) -> comfy_table::Tabl
         )]);
     }
     table
+}
+
+/// Prints one record as `get` does.
+pub(crate) fn show_records(format: Format, record: &Value) -> Result<(), CliError> {
+    show(format, record, |record| {
+        records_table(std::slice::from_ref(record), None)
+    })
 }
 
 fn show(
@@ -298,10 +358,7 @@ pub async fn run<A: Args>(
             client
                 .call(Method::DELETE, &format!("/v1/{plural}/{id}"), None)
                 .await?;
-            print(&format!(
-                "removed {} `{name}` ({id})",
-                plural.trim_end_matches('s')
-            ))
+            print(&format!("removed `{name}` ({id})"))
         }
     }
 }
@@ -385,21 +442,23 @@ pub async fn credential_add(args: CredentialAdd) -> Result<(ClientFlags, Value),
     Ok((args.client, json!({"name": args.name, "spec": spec})))
 }
 
-/// The create body of `stowage rule add`.
-pub async fn rule_add(args: RuleAdd) -> Result<(ClientFlags, Value), CliError> {
-    let text = std::fs::read_to_string(&args.spec_file).map_err(|err| {
-        CliError::Usage(format!(
-            "cannot read the rule spec from {}: {err}",
-            args.spec_file.display()
-        ))
+/// A spec read from a YAML or JSON file; `what` names it in errors.
+pub(crate) fn read_spec_file(path: &std::path::Path, what: &str) -> Result<Value, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        CliError::Usage(format!("cannot read {what} from {}: {err}", path.display()))
     })?;
     // YAML is a superset of JSON: one parser reads both.
-    let spec: Value = serde_yaml::from_str(&text).map_err(|err| {
+    serde_yaml::from_str(&text).map_err(|err| {
         CliError::Usage(format!(
             "{} is neither YAML nor JSON: {err}",
-            args.spec_file.display()
+            path.display()
         ))
-    })?;
+    })
+}
+
+/// The create body of `stowage rule add`.
+pub async fn rule_add(args: RuleAdd) -> Result<(ClientFlags, Value), CliError> {
+    let spec = read_spec_file(&args.spec_file, "the rule spec")?;
     let mut labels = serde_json::Map::new();
     for label in &args.labels {
         let (key, value) = label

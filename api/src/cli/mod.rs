@@ -7,6 +7,7 @@ pub mod config;
 pub mod entities;
 pub mod output;
 pub mod progress;
+pub mod schedules;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -97,6 +98,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: entities::EntityCommand<entities::RuleAdd>,
+    },
+    /// Adds, lists, shows (with their next runs) and removes schedule policies.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: entities::EntityCommand<schedules::PolicyAdd>,
+    },
+    /// Adds, lists, shows (next run, last run), suspends, resumes and removes backup schedules.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
     },
     /// Starts, lists, describes, cancels, retries and deletes backups.
     Backup {

@@ -91,22 +91,34 @@ impl Cli {
         }
     }
 
-    /// Runs `stowage args...`; returns stdout, failing the test with stderr if it fails.
-    async fn run(&self, args: &[&str]) -> String {
-        let output = tokio::process::Command::new(stowage_binary())
+    /// Runs `stowage args...` against the server, with a home of its own.
+    async fn output(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(stowage_binary())
             .args(args)
             .env("STOWAGE_SERVER", &self.url)
             .env("STOWAGE_TOKEN", &self.token)
             .env("HOME", self.home.path())
             .output()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `stowage args...`; returns stdout, failing the test with stderr if it fails.
+    async fn run(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
         assert!(
             output.status.success(),
             "stowage {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs `stowage args...` expecting it to fail; returns stderr.
+    async fn run_failing(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
+        assert!(!output.status.success(), "stowage {args:?} succeeded");
+        String::from_utf8(output.stderr).unwrap()
     }
 
     async fn json(&self, args: &[&str]) -> Value {
@@ -321,6 +333,110 @@ async fn the_cli_backs_up_and_restores_an_application_through_the_server() {
 
 /// Follows the audit stream and SIGKILLs the server the first time each step of `run` starts,
 /// starting it again each time, until the run finishes. Returns the steps interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_policies_and_schedules_that_show_their_next_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let mut token = None;
+    let server = ServerProcess::start(data.path(), &mut token);
+    let cli = Cli::new(&server, token.as_deref().unwrap());
+    let _scene = scene("served-schedules", &cli).await;
+
+    let refused = cli
+        .run_failing(&["policy", "add", "bad", "--daily", "25:00"])
+        .await;
+    assert!(
+        refused.contains("spec.schedule.daily.times[0]"),
+        "{refused}"
+    );
+    let refused = cli.run_failing(&["policy", "add", "vague"]).await;
+    assert!(refused.contains("--daily"), "{refused}");
+    let policy = cli
+        .json(&[
+            "policy",
+            "add",
+            "weeknights",
+            "--cron",
+            "30 2 * * 1-5",
+            "--retain",
+            "5",
+            "--timezone",
+            "Europe/Berlin",
+        ])
+        .await;
+    assert_eq!(policy["spec"]["retain"], 5, "{policy}");
+    assert_eq!(policy["next_runs"].as_array().unwrap().len(), 3, "{policy}");
+    cli.run(&[
+        "policy", "add", "sundays", "--weekly", "sun", "--at", "03:00",
+    ])
+    .await;
+    let policies = cli.run(&["policy", "list"]).await;
+    assert!(
+        policies.contains("NEXT RUN") && policies.contains("weeknights"),
+        "{policies}"
+    );
+
+    let refused = cli
+        .run_failing(&[
+            "schedule",
+            "add",
+            "shop-nightly",
+            "--policy",
+            "weeknights",
+            "--cluster",
+            "source",
+            "--location",
+            "local",
+            "-n",
+            "Shop!",
+        ])
+        .await;
+    assert!(refused.contains("spec.backup.namespaces[0]"), "{refused}");
+    let schedule = cli
+        .json(&[
+            "schedule",
+            "add",
+            "shop-nightly",
+            "--policy",
+            "weeknights",
+            "--cluster",
+            "source",
+            "--location",
+            "local",
+            "-n",
+            "shop",
+            "--pre-rule",
+            "checkpoint",
+            "--reclaim",
+            "delete",
+            "--backup-label",
+            "tier=gold",
+        ])
+        .await;
+    assert_eq!(schedule["next_runs"], policy["next_runs"], "{schedule}");
+    assert_eq!(
+        schedule["spec"]["backup"]["pre_rules"][0],
+        _scene.rule.as_str()
+    );
+    assert_eq!(schedule["spec"]["backup_labels"]["tier"], "gold");
+    let first = policy["next_runs"][0].as_str().unwrap();
+    let listed = cli.run(&["schedule", "list"]).await;
+    assert!(
+        listed.contains("shop-nightly") && listed.contains(first),
+        "{listed}"
+    );
+    let suspended = cli.run(&["schedule", "suspend", "shop-nightly"]).await;
+    assert!(suspended.contains("suspended"), "{suspended}");
+    let shown = cli.json(&["schedule", "get", "shop-nightly"]).await;
+    assert_eq!(shown["spec"]["suspended"], true);
+    assert_eq!(shown["next_runs"], serde_json::json!([]));
+    let resumed = cli.run(&["schedule", "resume", "shop-nightly"]).await;
+    assert!(resumed.contains(first), "{resumed}");
+    let removed = cli.run(&["schedule", "remove", "shop-nightly"]).await;
+    assert!(removed.contains("removed `shop-nightly`"), "{removed}");
+    let listed = cli.json(&["schedule", "list"]).await;
+    assert_eq!(listed, serde_json::json!([]));
+}
+
 async fn kill_at_every_step(
     server: &mut ServerProcess,
     cli: &mut Cli,
