@@ -414,11 +414,69 @@ async fn delete(
             }
         }
     }
+    refuse_if_scheduled(&entities, &principal, kind, &id)?;
     entities
         .delete(kind, &id, version, &principal.subject)
         .await
         .map_err(entity_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A 409 when backup schedules name entity `id` of `kind` (their policy, cluster, location or a
+/// rule): removing it would leave them unable to run. Names the schedules `principal` may see
+/// and counts the others.
+fn refuse_if_scheduled(
+    entities: &Entities,
+    principal: &Principal,
+    kind: Kind,
+    id: &str,
+) -> Result<(), ApiError> {
+    if kind == Kind::BackupSchedule {
+        return Ok(());
+    }
+    let mut query = ListQuery {
+        limit: 1000,
+        ..ListQuery::default()
+    };
+    let mut shown = Vec::new();
+    let mut hidden = 0;
+    loop {
+        let page = entities
+            .list(Kind::BackupSchedule, &query, |_| true)
+            .map_err(entity_error)?;
+        for schedule in &page.items {
+            let names_it = BackupScheduleSpec::parse(&schedule.spec).is_ok_and(|spec| {
+                spec.references()
+                    .iter()
+                    .any(|(named, _, named_id)| *named == kind && *named_id == id)
+            });
+            if !names_it {
+                continue;
+            }
+            if authz::visible(principal, schedule) {
+                shown.push(schedule.name.clone());
+            } else {
+                hidden += 1;
+            }
+        }
+        match page.next_after {
+            Some(after) => query.after = Some(after),
+            None => break,
+        }
+    }
+    if shown.is_empty() && hidden == 0 {
+        return Ok(());
+    }
+    let mut users: Vec<String> = shown.iter().map(|name| format!("`{name}`")).collect();
+    if hidden > 0 {
+        users.push(format!("{hidden} you cannot see"));
+    }
+    Err(ApiError::conflict(format!(
+        "{} `{id}` is used by backup schedules {}: change or remove them first",
+        kind.as_str(),
+        users.join(", ")
+    ))
+    .with_details(serde_json::json!({ "used_by": shown, "hidden": hidden })))
 }
 
 /// The OpenAPI operations of one entity kind's routes. The handlers above serve every kind; the

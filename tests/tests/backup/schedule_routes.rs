@@ -1,6 +1,7 @@
 //! `/v1/backup-schedules` over real HTTP with real OIDC users: a schedule shows its next runs and
 //! the scheduler's record of it, names every bad field and every entity it may not use, is
-//! suspended and resumed, hidden from users it is not shared with, and deleted.
+//! suspended and resumed, hidden from users it is not shared with, keeps what it names from
+//! being removed, and is deleted.
 
 use std::time::Duration;
 
@@ -183,8 +184,31 @@ async fn backup_schedules_show_next_runs_name_bad_fields_and_suspend_and_resume(
         .call("alice", M::GET, "/v1/backup-schedules", None)
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    // What it names cannot be removed from under it.
+    for named in [
+        format!("/v1/schedule-policies/{policy_id}"),
+        format!("/v1/clusters/{cluster_id}"),
+        format!("/v1/locations/{location_id}"),
+    ] {
+        let (status, body) = users.call("bob", M::DELETE, &named, None).await;
+        assert_eq!(status, 409, "{named}: {body}");
+        assert_eq!(
+            body["details"]["used_by"],
+            json!(["shop-nightly"]),
+            "{body}"
+        );
+    }
     let (status, body) = users.call("bob", M::DELETE, &path, None).await;
     assert_eq!(status, 204, "{body}");
     let (status, _) = users.call("bob", M::GET, &path, None).await;
     assert_eq!(status, 404);
+    let (status, body) = users
+        .call(
+            "bob",
+            M::DELETE,
+            &format!("/v1/schedule-policies/{policy_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "no schedule uses it now: {body}");
 }

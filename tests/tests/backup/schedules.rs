@@ -228,6 +228,34 @@ impl Server {
         });
     }
 
+    /// Replaces the spec of the policy schedule `id` follows.
+    fn change_policy(&self, schedule: &str, spec: Value) {
+        self.tokio.block_on(async {
+            let record = self
+                .entities
+                .get(Kind::BackupSchedule, schedule)
+                .unwrap()
+                .unwrap();
+            let policy = record.spec["policy"].as_str().unwrap();
+            let current = self
+                .entities
+                .get(Kind::SchedulePolicy, policy)
+                .unwrap()
+                .unwrap();
+            self.entities
+                .update(
+                    Kind::SchedulePolicy,
+                    policy,
+                    current.version,
+                    current.labels,
+                    spec,
+                    "alice",
+                )
+                .await
+                .unwrap();
+        });
+    }
+
     /// Deletes schedule `id`.
     fn delete(&self, id: &str) {
         self.tokio.block_on(async {
@@ -617,6 +645,66 @@ fn a_suspended_schedule_waits_resumes_at_its_next_time_and_deletion_reclaims_as_
         assert_eq!(
             server.record(schedule).ended.as_deref(),
             Some("the schedule was deleted")
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn a_policy_change_moves_every_schedule_that_follows_it_from_its_next_run() {
+    let world = World::new("2026-07-01T00:00:00Z");
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    let policy = server.create(
+        Kind::SchedulePolicy,
+        "shared",
+        json!({"schedule": {"daily": {"times": ["02:00"]}}, "retain": 5}),
+    );
+    let schedule = |name: &str| {
+        server.create(
+            Kind::BackupSchedule,
+            name,
+            json!({
+                "policy": policy,
+                "backup": {"cluster": cluster, "location": location, "namespaces": ["shop"]}
+            }),
+        )
+    };
+    let first = schedule("first");
+    let second = schedule("second");
+    let all = [first.as_str(), second.as_str()];
+    server.settle(&all, &[]);
+    world.set(at("2026-07-01T02:00:00Z"));
+    server.settle(
+        &all,
+        &[
+            (&first, at("2026-07-01T02:00:00Z")),
+            (&second, at("2026-07-01T02:00:00Z")),
+        ],
+    );
+    // From 02:00 to 05:30: both waiting ticks move to 05:30 today, not 02:00 tomorrow.
+    world.set(at("2026-07-01T03:00:00Z"));
+    server.change_policy(
+        &first,
+        json!({"schedule": {"daily": {"times": ["05:30"]}}, "retain": 5}),
+    );
+    server.settle(&all, &[]);
+    world.set(at("2026-07-01T05:30:00Z"));
+    server.settle(
+        &all,
+        &[
+            (&first, at("2026-07-01T05:30:00Z")),
+            (&second, at("2026-07-01T05:30:00Z")),
+        ],
+    );
+    for (schedule, name) in [(&first, "first"), (&second, "second")] {
+        assert_eq!(
+            server.backups(schedule, BackupStatus::Completed),
+            [
+                format!("{name}-20260701-020000"),
+                format!("{name}-20260701-053000")
+            ]
+            .into()
         );
     }
     server.stop();
