@@ -2,7 +2,9 @@
 //! to a local-folder location with the real backup and delete workflows: months of daily, weekly
 //! and monthly schedules keep exactly the backups their policies say, day by day; a week of
 //! failing backups leaves the last good one; a server stopped between ticks and started again
-//! neither loses nor doubles a tick; a ten-hour outage gives one catch-up run per schedule.
+//! neither loses nor doubles a tick; a ten-hour outage gives one catch-up run per schedule; a run
+//! due while the previous backup still runs is skipped with its reason; suspension, reclaim and
+//! policy changes do what they say.
 //!
 //! A "server" here is a tokio runtime of its own over the database folder; stopping it drops
 //! every task at its next await point, as a killed process would stop.
@@ -109,6 +111,27 @@ impl World {
             catalog: Catalog::new(store),
             runtime,
         }
+    }
+
+    /// Runs a Deployment `db` (pods labelled `app=db`) in `shop`, for rules to exec in.
+    fn run_pod(&self) {
+        self.cluster_runtime.block_on(async {
+            let client = super::connect(&self.cluster).await;
+            create(
+                &client.client,
+                "apps/v1",
+                "Deployment",
+                "deployments",
+                json!({
+                    "metadata": {"name": "db", "namespace": "shop", "labels": {"app": "db"}},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+                             "template": {"metadata": {"labels": {"app": "db"}},
+                               "spec": {"containers": [{"name": "db", "image": "postgres:17"}]}}}
+                }),
+            )
+            .await;
+            super::end_to_end::database_running(&client).await;
+        });
     }
 
     /// Deletes or creates namespace `shop` (and its ConfigMap).
@@ -707,5 +730,63 @@ fn a_policy_change_moves_every_schedule_that_follows_it_from_its_next_run() {
             .into()
         );
     }
+    server.stop();
+}
+
+#[test]
+fn a_run_due_while_the_previous_backup_still_runs_is_skipped_with_its_reason() {
+    let world = World::new("2026-08-01T00:00:00Z");
+    world.run_pod();
+    let server = world.server();
+    let (cluster, location) = server.register(&world);
+    // A pre-rule that takes a few seconds keeps the 02:00 backup running past 02:30.
+    let rule = server.create(
+        Kind::Rule,
+        "slow-checkpoint",
+        json!({"pod_selector": {"matchLabels": {"app": "db"}},
+               "actions": [{"command": ["sh", "-c", "sleep 3"]}]}),
+    );
+    let policy = server.create(
+        Kind::SchedulePolicy,
+        "half-hourly",
+        json!({"schedule": {"interval": {"minutes": 30}}, "retain": 5}),
+    );
+    let schedule = server.create(
+        Kind::BackupSchedule,
+        "busy",
+        json!({
+            "policy": policy,
+            "backup": {"cluster": cluster, "location": location, "namespaces": ["shop"],
+                       "pre_rules": [rule], "volumes": "skip"}
+        }),
+    );
+    let all = [schedule.as_str()];
+    server.settle(&all, &[]);
+    world.set(at("2026-08-01T00:30:00Z"));
+    server
+        .tokio
+        .block_on(crate::kubesim::eventually("the backup running", || async {
+            (server.record(&schedule).backups_started == 1).then_some(())
+        }));
+    world.set(at("2026-08-01T01:00:00Z"));
+    server.settle(&all, &[(&schedule, at("2026-08-01T01:00:00Z"))]);
+    let record = server.record(&schedule);
+    assert_eq!(record.backups_started, 1, "{record:?}");
+    assert_eq!(record.skipped, 1, "{record:?}");
+    let skipped = record.last_skipped.unwrap();
+    assert!(
+        skipped.reason.contains("busy-20260801-003000") && skipped.reason.contains("still running"),
+        "{skipped:?}"
+    );
+    assert_eq!(at(&skipped.due), at("2026-08-01T01:00:00Z"));
+    // The next time runs as usual.
+    world.set(at("2026-08-01T01:30:00Z"));
+    server.settle(&all, &[(&schedule, at("2026-08-01T01:30:00Z"))]);
+    assert_eq!(
+        server.backups(&schedule, BackupStatus::Completed),
+        ["busy-20260801-003000", "busy-20260801-013000"]
+            .map(String::from)
+            .into()
+    );
     server.stop();
 }
