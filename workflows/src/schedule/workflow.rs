@@ -33,7 +33,7 @@ use super::{BackupScheduleSpec, Reclaim};
 use crate::backup::delete::{DELETE_WORKFLOW, DeleteInput};
 use crate::backup::workflow::{BACKUP_WORKFLOW, BackupInput, bind, output};
 use crate::catalog::{BackupRecord, BackupStatus, Catalog, CatalogQuery};
-use crate::entity::{Kind, Record};
+use crate::entity::{self, Kind, Record};
 use crate::schedule_policy::{SchedulePolicy, SchedulePolicySpec};
 use crate::services::Services;
 
@@ -121,17 +121,18 @@ fn schedule_record(services: &Services, id: &str) -> Result<Option<Record>, Step
         .map_err(|err| read_error("the schedule", err))
 }
 
-/// Why the schedule cannot run now, or its policy.
+/// Why the schedule cannot run now, or its policy and the policy's version.
 fn runnable_policy(
     services: &Services,
     spec: &BackupScheduleSpec,
-) -> Result<SchedulePolicy, String> {
+) -> Result<(SchedulePolicy, u64), String> {
     let record = services
         .entities
         .get(Kind::SchedulePolicy, &spec.policy)
         .map_err(|err| format!("reading schedule policy {}: {err}", spec.policy))?
         .ok_or_else(|| format!("schedule policy {} does not exist", spec.policy))?;
     SchedulePolicySpec::parse(&record.spec)
+        .map(|policy| (policy, record.version))
         .map_err(|problems| format!("schedule policy {} is invalid: {problems:?}", spec.policy))
 }
 
@@ -144,7 +145,6 @@ async fn wait(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
     let mut head = ctx.runtime().store().head_changes();
     let mut stop = ctx.clone();
     loop {
-        head.borrow_and_update();
         let Some(record) = schedule_record(&services, &input.schedule)? else {
             let reclaim = services
                 .entities
@@ -158,7 +158,12 @@ async fn wait(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
                 reclaim,
             });
         };
-        let due = match BackupScheduleSpec::parse(&record.spec) {
+        let spec = BackupScheduleSpec::parse(&record.spec);
+        let policy_id = spec.as_ref().ok().map(|spec| spec.policy.clone());
+        // The versions the time below is computed from (a policy that is missing or cannot be
+        // read counts as version 0).
+        let mut seen = (record.version, 0);
+        let due = match spec {
             Err(problems) => Err(format!("the schedule's spec is invalid: {problems:?}")),
             Ok(spec) if spec.suspended => {
                 if !progress.suspended {
@@ -176,7 +181,8 @@ async fn wait(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
                     };
                     ctx.checkpoint(&progress).await?;
                 }
-                runnable_policy(&services, &spec).and_then(|policy| {
+                runnable_policy(&services, &spec).and_then(|(policy, version)| {
+                    seen.1 = version;
                     DateTime::from_timestamp_millis(progress.after_ms)
                         .and_then(|after| policy.next_run(after))
                         .map(|due| due.timestamp_millis())
@@ -184,33 +190,59 @@ async fn wait(services: Arc<Services>, mut ctx: StepContext) -> StepResult {
                 })
             }
         };
-        match due {
-            Ok(due_ms) => {
-                tokio::select! {
-                    () = ctx.sleep_until(due_ms) => {
+        if let Err(reason) = &due {
+            tracing::debug!(schedule = %input.schedule, %reason, "schedule waits for a change");
+        }
+        // Wait for the time, or until the schedule or its policy changes (a new version); other
+        // events of the log only cost two reads of stream heads.
+        loop {
+            let time = async {
+                match due {
+                    Ok(due_ms) => ctx.sleep_until(due_ms).await,
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = time => {
+                    if let Ok(due_ms) = due {
                         return output(&Waited { due_ms: Some(due_ms), ended: None, reclaim: false });
                     }
-                    changed = head.changed() => if changed.is_err() {
-                        return Err(StepError::retryable("the store closed"));
-                    },
-                    () = stop.cancelled() => {
-                        return Err(StepError::permanent("cancelled"));
-                    }
+                }
+                changed = head.changed() => if changed.is_err() {
+                    return Err(StepError::retryable("the store closed"));
+                },
+                () = stop.cancelled() => {
+                    return Err(StepError::permanent("cancelled"));
                 }
             }
-            Err(reason) => {
-                tracing::debug!(schedule = %input.schedule, %reason, "schedule waits for a change");
-                tokio::select! {
-                    changed = head.changed() => if changed.is_err() {
-                        return Err(StepError::retryable("the store closed"));
-                    },
-                    () = stop.cancelled() => {
-                        return Err(StepError::permanent("cancelled"));
-                    }
-                }
+            head.borrow_and_update();
+            if versions(&ctx, &input.schedule, policy_id.as_deref())? != seen {
+                break;
             }
         }
     }
+}
+
+/// The versions of a schedule and of its policy (0 for none): what the wait step's choice of
+/// time depends on.
+fn versions(
+    ctx: &StepContext,
+    schedule: &str,
+    policy: Option<&str>,
+) -> Result<(u64, u64), StepError> {
+    let store = ctx.runtime().store();
+    let head = |kind: Kind, id: &str| {
+        store
+            .stream_head(&entity::stream(kind, id))
+            .map_err(|err| read_error("an entity's version", err))
+    };
+    Ok((
+        head(Kind::BackupSchedule, schedule)?,
+        match policy {
+            Some(policy) => head(Kind::SchedulePolicy, policy)?,
+            None => 0,
+        },
+    ))
 }
 
 async fn next(_services: Arc<Services>, ctx: StepContext) -> StepResult {
@@ -435,7 +467,7 @@ async fn prune(services: Arc<Services>, ctx: StepContext) -> StepResult {
             .and_then(|record| BackupScheduleSpec::parse(&record.spec).ok())
             .map(|spec| runnable_policy(&services, &spec));
         match policy {
-            Some(Ok(policy)) => beyond_policy(&policy, &backups),
+            Some(Ok((policy, _))) => beyond_policy(&policy, &backups),
             Some(Err(reason)) => {
                 info!(schedule = %input.schedule, %reason, "retention skipped");
                 (Vec::new(), Vec::new())
