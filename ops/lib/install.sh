@@ -24,7 +24,7 @@ write_stamp() { sha256sum "$1" | cut -d' ' -f1 >"$2"; }
 install_python() {
   local dir="$STOWAGE_ROOT/ops/services" venv="$STOWAGE_ROOT/ops/services/.venv"
   stamp_matches "$dir/requirements.txt" "$venv/.stowage-stamp" && return 0
-  say "installing Python test services (moto, fake-gcs-server, azure-storage-blob) into $venv"
+  say "installing Python test services (moto, fake-gcs-server, azure-storage-blob) and schemathesis into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$dir/requirements.txt"
   write_stamp "$dir/requirements.txt" "$venv/.stowage-stamp"
