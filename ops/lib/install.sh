@@ -4,6 +4,8 @@
 # Debian packages: clang and libclang for RocksDB's bindgen, curl for readiness probes.
 APT_PACKAGES=(clang libclang-dev curl python3-venv)
 S3S_FS_VERSION=0.14.1
+# The HTTP load generator of ops/bench/api (fixed-rate, latency percentiles, JSON report).
+OHA_VERSION=1.16.0
 
 install_apt() {
   local missing=()
@@ -48,6 +50,15 @@ install_cargo_tools() {
   if ! s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
     say "installing s3s-fs $S3S_FS_VERSION (S3 server that checks signatures)"
     cargo install --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+}
+
+# Only ops/bench/api needs it; the test suite does not.
+install_oha() {
+  cargo_path
+  if ! oha --version 2>/dev/null | grep -q "$OHA_VERSION"; then
+    say "installing oha $OHA_VERSION (HTTP load generator)"
+    cargo install --locked oha --version "$OHA_VERSION"
   fi
 }
 
