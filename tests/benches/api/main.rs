@@ -12,7 +12,8 @@
 //!    fixed time, latency measured from when each request was due (`--latency-correction`).
 //!
 //! Prints one JSON line per route: requests per second achieved, p50 and p99 in milliseconds,
-//! failed requests (connection errors and non-2xx answers), the rate asked for, the catalog size
+//! failed requests (connection errors and non-2xx answers; requests still in flight when the
+//! time is up are counted apart, as `cut_off_at_end`), the rate asked for, the catalog size
 //! and the build profile. Settings from the environment: `STOWAGE_BENCH_BACKUPS` (default
 //! 10000), `STOWAGE_BENCH_RATE` (requests per second, default 1000), `STOWAGE_BENCH_SECONDS`
 //! (per route, default 20), `STOWAGE_BENCH_OHA` (the oha binary, default `oha` on the PATH).
@@ -155,6 +156,8 @@ async fn run() -> anyhow::Result<()> {
                 "p99_ms": figures.p99_ms,
                 "requests": figures.requests,
                 "errors": figures.errors,
+                "error_kinds": figures.error_kinds,
+                "cut_off_at_end": figures.cut_off,
                 "profile": if cfg!(debug_assertions) { "dev" } else { "release" },
             })
         );
@@ -252,7 +255,14 @@ struct Figures {
     p99_ms: f64,
     requests: u64,
     errors: u64,
+    /// What the errors were: oha's error messages and non-2xx statuses, with their counts.
+    error_kinds: Value,
+    /// Requests in flight when the time was up.
+    cut_off: u64,
 }
+
+/// oha's name for the requests in flight when its time is up.
+const DEADLINE: &str = "aborted due to deadline";
 
 /// Runs `oha` against `target` at `rate` requests per second for `seconds`.
 async fn drive(
@@ -304,16 +314,33 @@ async fn drive(
         .filter(|(status, _)| !status.starts_with('2'))
         .map(|(_, value)| count(value))
         .sum();
-    let failed: u64 = report
+    let failures = report
         .get("errorDistribution")
         .and_then(Value::as_object)
-        .map(|errors| errors.values().map(count).sum())
-        .unwrap_or(0);
+        .cloned()
+        .unwrap_or_default();
+    // Requests still in flight when the time is up are cut off by oha, not failed by the server.
+    let failed: u64 = failures
+        .iter()
+        .filter(|(kind, _)| kind.as_str() != DEADLINE)
+        .map(|(_, value)| count(value))
+        .sum();
+    let cut_off = failures.get(DEADLINE).map_or(0, count);
+    let mut error_kinds = failures;
+    error_kinds.remove(DEADLINE);
+    for (status, value) in statuses
+        .iter()
+        .filter(|(status, _)| !status.starts_with('2'))
+    {
+        error_kinds.insert(format!("HTTP {status}"), value.clone());
+    }
     Ok(Figures {
         requests_per_second: number("/summary/requestsPerSec")?,
         p50_ms: number("/latencyPercentiles/p50")? * 1000.0,
         p99_ms: number("/latencyPercentiles/p99")? * 1000.0,
         requests: answered + failed,
         errors: not_ok + failed,
+        cut_off,
+        error_kinds: Value::Object(error_kinds),
     })
 }
