@@ -26,6 +26,17 @@ pub const MAX_PAGE: usize = 1000;
 /// Events in a page when the caller does not say.
 pub const DEFAULT_PAGE: usize = 100;
 
+/// One server-sent event of a followed audit stream, as its fields arrive.
+#[derive(Debug, Clone, utoipa::ToSchema)]
+pub struct AuditServerSentEvent {
+    /// Always `audit`.
+    pub event: String,
+    /// The event's global position; resume after it with `Last-Event-ID`.
+    pub id: String,
+    /// The [`AuditEvent`] as JSON text.
+    pub data: String,
+}
+
 /// One event of the audit stream.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
@@ -194,8 +205,8 @@ fn stream_visible_to(entities: &Entities, principal: &Principal, stream: &str) -
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume a followed stream after this position"),
     ),
     responses(
-        (status = 200, description = "A page of events", body = AuditPage),
-        (status = 200, description = "With follow: the events as server-sent events (`event: audit`, data: an AuditEvent)", content_type = "text/event-stream"),
+        (status = 200, description = "A page of events; with follow, the events as server-sent events (`event: audit`, data: an AuditEvent)",
+         content((AuditPage = "application/json"), (AuditServerSentEvent = "text/event-stream"))),
         (status = 400, description = "A parameter is wrong; details.parameter names it", body = ApiError),
         (status = 401, description = "No valid bearer token", body = ApiError),
     ),

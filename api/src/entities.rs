@@ -26,6 +26,7 @@ use crate::auth::Principal;
 use crate::authz;
 use crate::catalog_state::usable;
 use crate::error::ApiError;
+use crate::preconditions::{etag, precondition_failed, requested_version};
 
 /// The largest request body accepted.
 pub const MAX_BODY: u64 = 1024 * 1024;
@@ -48,8 +49,10 @@ pub struct CreateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    /// The version read before the change; a newer one answers 409.
-    pub version: u64,
+    /// The version read before the change; a newer one answers 409. May be left out when an
+    /// `If-Match` header names it.
+    #[serde(default)]
+    pub version: Option<u64>,
     /// The new labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -62,8 +65,9 @@ pub struct UpdateBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SharesBody {
-    /// The version read before the change.
-    pub version: u64,
+    /// The version read before the change; may be left out when an `If-Match` header names it.
+    #[serde(default)]
+    pub version: Option<u64>,
     /// Who may use it, and how.
     #[schema(value_type = Vec<Object>)]
     pub shares: Vec<Share>,
@@ -228,8 +232,39 @@ fn shown(record: &Record, entities: &Entities) -> serde_json::Value {
     value
 }
 
+/// A record's reply, with its version as the `ETag`.
 pub(crate) fn record_reply(status: StatusCode, record: &Record, entities: &Entities) -> Response {
-    json_reply(status, &shown(record, entities))
+    let mut response = json_reply(status, &shown(record, entities));
+    response
+        .headers_mut()
+        .insert(warp::http::header::ETAG, etag(record.version));
+    response
+}
+
+/// The version a change of `record` is made at: from `If-Match` or the request's own `version`,
+/// one of which is required.
+fn version_to_change(
+    record: &Record,
+    if_match: Option<&str>,
+    from_request: Option<u64>,
+) -> Result<u64, ApiError> {
+    requested_version(if_match, from_request, record.version)?.ok_or_else(|| {
+        ApiError::invalid(
+            "version",
+            "give the version you read, as `version` or as an `If-Match` header (its ETag)",
+        )
+    })
+}
+
+/// An entity error of a change made under `If-Match`: a version conflict is then a failed
+/// precondition (412), not a 409.
+fn change_error(err: EntityError, if_match: Option<&str>) -> ApiError {
+    match err {
+        EntityError::VersionConflict { current, .. } if if_match.is_some() => {
+            precondition_failed(current)
+        }
+        err => entity_error(err),
+    }
 }
 
 pub(crate) fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> Response {
@@ -347,25 +382,20 @@ async fn update(
     entities: Entities,
     principal: Principal,
     id: String,
+    if_match: Option<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let record = existing(&entities, kind, &id)?;
     authz::require(&principal, &record, ShareLevel::Full)?;
     let body: UpdateBody = parse_body(&body)?;
+    let version = version_to_change(&record, if_match.as_deref(), body.version)?;
     let mut spec = body.spec;
     redact::keep_unchanged_secrets(&mut spec, &record.spec);
     let spec = checked_spec(kind, &spec, &entities, &principal).await?;
     let record = entities
-        .update(
-            kind,
-            &id,
-            body.version,
-            body.labels,
-            spec,
-            &principal.subject,
-        )
+        .update(kind, &id, version, body.labels, spec, &principal.subject)
         .await
-        .map_err(entity_error)?;
+        .map_err(|err| change_error(err, if_match.as_deref()))?;
     Ok(record_reply(StatusCode::OK, &record, &entities))
 }
 
@@ -374,15 +404,17 @@ async fn share(
     entities: Entities,
     principal: Principal,
     id: String,
+    if_match: Option<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let record = existing(&entities, kind, &id)?;
     authz::require(&principal, &record, ShareLevel::Full)?;
     let body: SharesBody = parse_body(&body)?;
+    let version = version_to_change(&record, if_match.as_deref(), body.version)?;
     let record = entities
-        .share(kind, &id, body.version, body.shares, &principal.subject)
+        .share(kind, &id, version, body.shares, &principal.subject)
         .await
-        .map_err(entity_error)?;
+        .map_err(|err| change_error(err, if_match.as_deref()))?;
     Ok(record_reply(StatusCode::OK, &record, &entities))
 }
 
@@ -391,20 +423,21 @@ async fn delete(
     entities: Entities,
     principal: Principal,
     id: String,
+    if_match: Option<String>,
     query: HashMap<String, String>,
 ) -> Result<Response, ApiError> {
     let record = existing(&entities, kind, &id)?;
     authz::require(&principal, &record, ShareLevel::Full)?;
-    let mut version = record.version;
+    let mut named = None;
     for (name, value) in &query {
         match name.as_str() {
             "version" => {
-                version = value.parse().map_err(|_| {
+                named = Some(value.parse().map_err(|_| {
                     ApiError::bad_parameter(
                         "version",
                         format!("`version` must be a whole number, not `{value}`"),
                     )
-                })?
+                })?)
             }
             other => {
                 return Err(ApiError::bad_parameter(
@@ -414,11 +447,14 @@ async fn delete(
             }
         }
     }
+    // Without a version the delete is unconditional: at the version just read.
+    let version =
+        requested_version(if_match.as_deref(), named, record.version)?.unwrap_or(record.version);
     refuse_if_scheduled(&entities, &principal, kind, &id)?;
     entities
         .delete(kind, &id, version, &principal.subject)
         .await
-        .map_err(entity_error)?;
+        .map_err(|err| change_error(err, if_match.as_deref()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -508,28 +544,39 @@ macro_rules! entity_route_docs {
 
             /// One, by id.
             #[utoipa::path(get, path = $item, tag = $tag, params(("id" = String, Path)),
-                responses((status = 200, description = "The record"),
+                responses((status = 200, description = "The record",
+                           headers(("ETag" = String, description = "The version, `\"<version>\"`; send it back as `If-Match`"))),
                           (status = 404, description = "None you may see", body = ApiError)))]
             pub(crate) fn get() {}
 
             /// Replaces labels and spec.
-            #[utoipa::path(put, path = $item, tag = $tag, params(("id" = String, Path)), request_body = UpdateBody,
+            #[utoipa::path(put, path = $item, tag = $tag, request_body = UpdateBody,
+                params(("id" = String, Path),
+                       ("If-Match" = Option<String>, Header, description = "The ETag read (instead of `version`)")),
                 responses((status = 200, description = "The new record"),
                           (status = 409, description = "It changed since `version`", body = ApiError),
+                          (status = 412, description = "It changed since the `If-Match` ETag", body = ApiError),
                           (status = 422, description = "Invalid", body = ApiError)))]
             pub(crate) fn update() {}
 
             /// Deletes it (at `version` when given).
             #[utoipa::path(delete, path = $item, tag = $tag,
-                params(("id" = String, Path), ("version" = Option<u64>, Query, description = "Delete only if still at this version")),
+                params(("id" = String, Path), ("version" = Option<u64>, Query, description = "Delete only if still at this version"),
+                       ("If-Match" = Option<String>, Header, description = "Delete only if still at this ETag")),
                 responses((status = 204, description = "Deleted"),
-                          (status = 409, description = "It changed since `version`", body = ApiError)))]
+                          (status = 409, description = "It changed since `version`", body = ApiError),
+                          (status = 412, description = "It changed since the `If-Match` ETag", body = ApiError)))]
             pub(crate) fn delete() {}
 
             /// Replaces who it is shared with.
-            #[utoipa::path(put, path = $shares, tag = $tag, params(("id" = String, Path)), request_body = SharesBody,
+            #[utoipa::path(put, path = $shares, tag = $tag, request_body = SharesBody,
+                params(("id" = String, Path),
+                       ("If-Match" = Option<String>, Header, description = "The ETag read (instead of `version`)")),
                 responses((status = 200, description = "The new record"),
-                          (status = 403, description = "Sharing needs full rights", body = ApiError)))]
+                          (status = 409, description = "It changed since `version`", body = ApiError),
+                          (status = 412, description = "It changed since the `If-Match` ETag", body = ApiError),
+                          (status = 403, description = "Sharing needs full rights", body = ApiError),
+                          (status = 422, description = "A share is invalid; details name it", body = ApiError)))]
             pub(crate) fn share() {}
         }
     };
@@ -632,9 +679,10 @@ pub fn routes(
         .and(warp::put())
         .and(with())
         .and(principal.clone())
+        .and(warp::header::optional::<String>("if-match"))
         .and(body)
-        .and_then(move |id, entities, principal, body| async move {
-            rejected(update(kind, entities, principal, id, body).await)
+        .and_then(move |id, entities, principal, if_match, body| async move {
+            rejected(update(kind, entities, principal, id, if_match, body).await)
         });
     let delete = base
         .and(warp::path::param::<String>())
@@ -642,9 +690,10 @@ pub fn routes(
         .and(warp::delete())
         .and(with())
         .and(principal.clone())
+        .and(warp::header::optional::<String>("if-match"))
         .and(warp::query::<HashMap<String, String>>())
-        .and_then(move |id, entities, principal, query| async move {
-            rejected(delete(kind, entities, principal, id, query).await)
+        .and_then(move |id, entities, principal, if_match, query| async move {
+            rejected(delete(kind, entities, principal, id, if_match, query).await)
         });
     let share = base
         .and(warp::path::param::<String>())
@@ -653,9 +702,10 @@ pub fn routes(
         .and(warp::put())
         .and(with())
         .and(principal)
+        .and(warp::header::optional::<String>("if-match"))
         .and(body)
-        .and_then(move |id, entities, principal, body| async move {
-            rejected(share(kind, entities, principal, id, body).await)
+        .and_then(move |id, entities, principal, if_match, body| async move {
+            rejected(share(kind, entities, principal, id, if_match, body).await)
         });
     create
         .or(list)

@@ -21,15 +21,15 @@ pub struct ApiError {
     pub code: &'static str,
     /// What went wrong, for a person.
     pub message: String,
-    /// Structured particulars, e.g. the field that is invalid.
-    #[schema(value_type = Object)]
+    /// Structured particulars, e.g. the field that is invalid; null when there are none.
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
 }
 
 impl warp::reject::Reject for ApiError {}
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,

@@ -20,6 +20,7 @@ pub mod listing;
 pub mod metrics;
 pub mod mover;
 pub mod openapi;
+pub mod preconditions;
 pub mod restores;
 pub mod runs;
 pub mod schedules;

@@ -1,5 +1,8 @@
 //! `/metrics`: Prometheus text exposition of the API's requests (counts by route, method and
-//! status; latencies by route) and of the workflows the engine knows (runs by type and status).
+//! status; latencies by route), of the workflows the engine knows (runs by type and status) and
+//! of what the runs did (step durations, bytes uploaded and restored: see [`runs`]).
+
+mod runs;
 
 use std::time::Duration;
 
@@ -39,6 +42,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     workflows: Family<WorkflowLabels, Gauge>,
+    runs: runs::RunMetrics,
 }
 
 impl Default for Metrics {
@@ -71,11 +75,13 @@ impl Metrics {
             "Workflow runs recorded, by workflow type and status",
             workflows.clone(),
         );
+        let runs = runs::RunMetrics::new(&mut registry);
         Self {
             registry,
             requests,
             latency,
             workflows,
+            runs,
         }
     }
 
@@ -95,8 +101,10 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text, with workflow counts read from the store now.
+    /// The exposition text, with workflow counts read from the store now and the events
+    /// committed since the last call folded in.
     pub fn render(&self, store: &Store) -> Result<String, stowage_engine::Error> {
+        self.runs.catch_up(store)?;
         if store.has_projection(WORKFLOW_PROJECTION) {
             self.workflows.clear();
             for count in run_counts(store)? {

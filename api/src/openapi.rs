@@ -5,12 +5,15 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::audit::{AuditEvent, AuditPage};
+use crate::audit::{AuditEvent, AuditPage, AuditServerSentEvent};
 use crate::backups::CreateBackup;
 use crate::clusters::ClusterProbe;
 use crate::entities::{CreateBody, SharesBody, UpdateBody};
 use crate::error::ApiError;
 use crate::restores::CreateRestore;
+
+mod common_errors;
+use common_errors::CommonErrors;
 
 /// Every route the server answers, as (method, path template).
 pub const ROUTES: &[(&str, &str)] = &[
@@ -145,8 +148,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::runs::events,
         crate::sync::sync,
     ),
-    components(schemas(ApiError, AuditEvent, AuditPage, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore)),
-    modifiers(&BearerAuth),
+    components(schemas(ApiError, AuditEvent, AuditPage, AuditServerSentEvent, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore)),
+    modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;

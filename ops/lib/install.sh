@@ -4,6 +4,8 @@
 # Debian packages: clang and libclang for RocksDB's bindgen, curl for readiness probes.
 APT_PACKAGES=(clang libclang-dev curl python3-venv)
 S3S_FS_VERSION=0.14.1
+# The HTTP load generator of ops/bench/api (fixed-rate, latency percentiles, JSON report).
+OHA_VERSION=1.16.0
 
 install_apt() {
   local missing=()
@@ -24,7 +26,7 @@ write_stamp() { sha256sum "$1" | cut -d' ' -f1 >"$2"; }
 install_python() {
   local dir="$STOWAGE_ROOT/ops/services" venv="$STOWAGE_ROOT/ops/services/.venv"
   stamp_matches "$dir/requirements.txt" "$venv/.stowage-stamp" && return 0
-  say "installing Python test services (moto, fake-gcs-server, azure-storage-blob) into $venv"
+  say "installing Python test services (moto, fake-gcs-server, azure-storage-blob) and schemathesis into $venv"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$dir/requirements.txt"
   write_stamp "$dir/requirements.txt" "$venv/.stowage-stamp"
@@ -48,6 +50,15 @@ install_cargo_tools() {
   if ! s3s-fs --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
     say "installing s3s-fs $S3S_FS_VERSION (S3 server that checks signatures)"
     cargo install --locked s3s-fs --version "$S3S_FS_VERSION" --features binary
+  fi
+}
+
+# Only ops/bench/api needs it; the test suite does not.
+install_oha() {
+  cargo_path
+  if ! oha --version 2>/dev/null | grep -q "$OHA_VERSION"; then
+    say "installing oha $OHA_VERSION (HTTP load generator)"
+    cargo install --locked oha --version "$OHA_VERSION"
   fi
 }
 

@@ -9,6 +9,7 @@
 //! Product crates never depend on it.
 
 pub mod api_server;
+pub mod bench;
 pub mod fault_proxy;
 pub mod gcs_xml;
 pub mod kubesim;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use stowage_tests::bench::{main_under_cargo_bench, setting};
 use stowage_tests::kubesim::{Kubesim, KubesimOptions};
 use stowage_workflows::backup::BackupSpec;
 use stowage_workflows::backup::collect::{LISTS_IN_FLIGHT, PAGE_SIZE};
@@ -44,32 +45,7 @@ use server::Server;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    // `cargo bench` passes `--bench`; test runners list targets with `--list` and must not
-    // start a benchmark of minutes.
-    if args.iter().any(|a| a == "--bench") {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(run())
-    } else {
-        if !args.iter().any(|a| a == "--list") {
-            eprintln!("the objects benchmark runs under `cargo bench` (see ops/bench/objects)");
-        }
-        Ok(())
-    }
-}
-
-/// A positive whole number from environment variable `name`, or `default` when it is unset.
-fn setting(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => Ok(default),
-        Err(err) => anyhow::bail!("{name}: {err}"),
-        Ok(text) => match text.trim().parse::<usize>() {
-            Ok(value) if value > 0 => Ok(value),
-            _ => anyhow::bail!("{name} must be a whole number above 0, not `{text}`"),
-        },
-    }
+    main_under_cargo_bench("objects", run)
 }
 
 async fn start_cluster(name: &str, folder: &Path) -> anyhow::Result<(Kubesim, ClusterClient)> {

@@ -1,6 +1,7 @@
 //! `/v1/backups`, `/v1/restores` and `/v1/workflows` over real HTTP with real OIDC users: bad
 //! input named, foreign backups hidden, a backup cancelled and retried, a repeated start with an
-//! idempotency key answered with the first backup, and a restore into another namespace.
+//! idempotency key answered with the first backup, a restore into another namespace, and a
+//! replace restore whose bytes and step durations `/metrics` then tells.
 
 use std::time::Duration;
 
@@ -369,6 +370,8 @@ async fn a_replace_restore_maps_the_storage_class_and_brings_back_the_claims_dat
     let id = backup["id"].as_str().unwrap().to_string();
     let record = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
     assert_eq!(record["status"], "completed", "{record}");
+    let uploaded = record["progress"]["bytes_uploaded"].as_u64().unwrap();
+    assert!(uploaded > 0, "{record}");
 
     // The application changes after the backup.
     std::fs::write(folder.join("PG_VERSION"), b"18\n").unwrap();
@@ -419,4 +422,57 @@ async fn a_replace_restore_maps_the_storage_class_and_brings_back_the_claims_dat
         "the claim holds the backed-up data, not what was written after"
     );
     no_temporaries(&client, "shop").await;
+
+    // /metrics tells the same bytes as the catalog, and how long the steps took.
+    let restored_bytes = record["progress"]["bytes"].as_u64().unwrap();
+    assert!(restored_bytes > 0, "{record}");
+    let metrics = reqwest::get(users.api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        series(&metrics, "stowage_backup_uploaded_bytes_total"),
+        uploaded as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        series(&metrics, "stowage_restore_restored_bytes_total"),
+        restored_bytes as f64,
+        "{metrics}"
+    );
+    // Moving volume data takes a data-mover pod's start at least; collecting may take under 1 ms.
+    for (workflow, step, takes_time) in [
+        ("backup", "upload", true),
+        ("backup", "collect", false),
+        ("restore", "volumes", true),
+    ] {
+        let labels = format!(r#"{{workflow="{workflow}",step="{step}",outcome="completed"}}"#);
+        let name = "stowage_workflow_step_duration_seconds";
+        assert_eq!(
+            series(&metrics, &format!("{name}_count{labels}")),
+            1.0,
+            "{workflow} {step}: {metrics}"
+        );
+        let seconds = series(&metrics, &format!("{name}_sum{labels}"));
+        assert!(
+            if takes_time {
+                seconds > 0.0
+            } else {
+                seconds >= 0.0
+            },
+            "{workflow} {step}: {metrics}"
+        );
+    }
+}
+
+/// The value of one series (name and labels, as printed) in Prometheus text.
+fn series(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            (name == series).then(|| value.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
 }

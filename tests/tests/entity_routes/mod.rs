@@ -1,9 +1,11 @@
 //! `/v1/clusters`, `/v1/locations` and `/v1/credentials` over real HTTP with real OIDC users:
 //! clusters probed live in kubesim, locations validated against the real object stores,
-//! credentials named by locations, and secrets that never come back out of the server.
+//! credentials named by locations, secrets that never come back out of the server, and updates
+//! and deletes guarded by ETag and If-Match.
 
 mod clusters;
 mod locations;
+mod preconditions;
 mod resources;
 
 use std::sync::{Arc, Mutex};
