@@ -64,15 +64,29 @@ pub struct LocationAdd {
     /// Its name.
     pub name: String,
     /// A folder on the server's file system.
-    #[arg(long, conflicts_with_all = ["s3_bucket"])]
+    #[arg(long, group = "store")]
     pub local: Option<std::path::PathBuf>,
     /// An S3 bucket.
-    #[arg(long)]
+    #[arg(long, group = "store")]
     pub s3_bucket: Option<String>,
     /// The S3 region.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// An S3-compatible endpoint (`http://host:port`), with path-style addressing.
+    /// An Azure Blob container (with --azure-account; the key from --credential,
+    /// `STOWAGE_AZURE_ACCESS_KEY` or `STOWAGE_AZURE_SAS`).
+    #[arg(long, group = "store", requires = "azure_account")]
+    pub azure_container: Option<String>,
+    /// The Azure storage account.
+    #[arg(long)]
+    pub azure_account: Option<String>,
+    /// A Google Cloud Storage bucket (the key from --credential or --service-account-key-file).
+    #[arg(long, group = "store")]
+    pub gcs_bucket: Option<String>,
+    /// The GCS service-account key file Google issued (JSON).
+    #[arg(long)]
+    pub service_account_key_file: Option<std::path::PathBuf>,
+    /// A custom endpoint: an S3-compatible store (`http://host:port`, path-style addressing),
+    /// an Azure emulator (`http://host:port/account`) or a GCS endpoint.
     #[arg(long)]
     pub endpoint: Option<String>,
     /// The S3 access key id (its secret from `STOWAGE_SECRET_ACCESS_KEY`), unless --credential.
@@ -379,7 +393,7 @@ pub async fn cluster_add(args: ClusterAdd) -> Result<(ClientFlags, Value), CliEr
 }
 
 /// The create body of `stowage location add`.
-pub async fn location_add(args: LocationAdd) -> Result<(ClientFlags, Value), CliError> {
+pub async fn location_add(args: Box<LocationAdd>) -> Result<(ClientFlags, Value), CliError> {
     let passphrase = match &args.passphrase_file {
         Some(path) => read_secret(path, "the passphrase")?,
         None => env_secret(
@@ -388,40 +402,82 @@ pub async fn location_add(args: LocationAdd) -> Result<(ClientFlags, Value), Cli
         )?,
     };
     let mut spec = json!({"passphrase": passphrase});
-    let kind = match (&args.local, &args.s3_bucket) {
-        (Some(root), None) => json!({"type": "local", "root": root}),
-        (None, Some(bucket)) => {
-            let mut kind = json!({"type": "s3", "bucket": bucket, "region": args.region});
-            if let Some(endpoint) = &args.endpoint {
-                kind["endpoint"] = json!(endpoint);
-                kind["path_style"] = json!(true);
+    // Keys come from a registered credential when one is named, else from the flags below.
+    let credential = match &args.credential {
+        Some(credential) => {
+            let client = client(&args.client)?;
+            spec["credential"] = json!(find_id(&client, "credentials", credential).await?);
+            true
+        }
+        None => false,
+    };
+    let mut kind = if let Some(root) = &args.local {
+        json!({"type": "local", "root": root})
+    } else if let Some(bucket) = &args.s3_bucket {
+        let mut kind = json!({"type": "s3", "bucket": bucket, "region": args.region});
+        if args.endpoint.is_some() {
+            kind["path_style"] = json!(true);
+        }
+        match (credential, &args.access_key_id) {
+            (true, None) => {}
+            (false, Some(key)) => {
+                kind["access_key_id"] = json!(key);
+                kind["secret_access_key"] = json!(env_secret(
+                    "STOWAGE_SECRET_ACCESS_KEY",
+                    "give the S3 secret key in STOWAGE_SECRET_ACCESS_KEY, or register a credential with `stowage credential add` and pass --credential"
+                )?);
             }
-            match (&args.credential, &args.access_key_id) {
-                (Some(credential), None) => {
-                    let client = client(&args.client)?;
-                    spec["credential"] = json!(find_id(&client, "credentials", credential).await?);
-                }
-                (None, Some(key)) => {
-                    kind["access_key_id"] = json!(key);
-                    kind["secret_access_key"] = json!(env_secret(
-                        "STOWAGE_SECRET_ACCESS_KEY",
-                        "give the S3 secret key in STOWAGE_SECRET_ACCESS_KEY, or register a credential with `stowage credential add` and pass --credential"
-                    )?);
-                }
+            _ => {
+                return Err(CliError::Usage(
+                    "give --access-key-id (secret in STOWAGE_SECRET_ACCESS_KEY) or --credential NAME".into(),
+                ));
+            }
+        }
+        kind
+    } else if let Some(container) = &args.azure_container {
+        let mut kind =
+            json!({"type": "azure", "container": container, "account": args.azure_account});
+        if !credential {
+            let key = std::env::var("STOWAGE_AZURE_ACCESS_KEY").ok();
+            let sas = std::env::var("STOWAGE_AZURE_SAS").ok();
+            kind["auth"] = match (key, sas) {
+                (Some(key), None) => json!({"access_key": key}),
+                (None, Some(sas)) => json!({"sas": sas}),
                 _ => {
                     return Err(CliError::Usage(
-                        "give --access-key-id (secret in STOWAGE_SECRET_ACCESS_KEY) or --credential NAME".into(),
+                        "give the Azure key in STOWAGE_AZURE_ACCESS_KEY or a SAS in STOWAGE_AZURE_SAS (one of them), or --credential NAME".into(),
                     ));
                 }
-            }
-            kind
+            };
         }
-        _ => {
+        kind
+    } else if let Some(bucket) = &args.gcs_bucket {
+        let mut kind = json!({"type": "gcs", "bucket": bucket});
+        match (credential, &args.service_account_key_file) {
+            (true, None) => {}
+            (false, Some(path)) => {
+                kind["service_account_key"] = json!(read_secret(path, "the service-account key")?);
+            }
+            _ => {
+                return Err(CliError::Usage(
+                    "give --service-account-key-file FILE or --credential NAME".into(),
+                ));
+            }
+        }
+        kind
+    } else {
+        return Err(CliError::Usage(
+            "give one store: --local PATH, --s3-bucket BUCKET, --azure-container C --azure-account A, or --gcs-bucket BUCKET".into(),
+        ));
+    };
+    if let Some(endpoint) = &args.endpoint {
+        if args.local.is_some() {
             return Err(CliError::Usage(
-                "give one store: --local PATH or --s3-bucket BUCKET".into(),
+                "--endpoint is for S3, Azure and GCS stores".into(),
             ));
         }
-    };
+        kind["endpoint"] = json!(endpoint);
+    }
     spec["location"] = json!({"kind": kind, "prefix": args.prefix});
     Ok((args.client, json!({"name": args.name, "spec": spec})))
 }

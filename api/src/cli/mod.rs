@@ -149,7 +149,7 @@ pub enum Command {
 pub enum LocationCommand {
     /// Add, list, get, remove.
     #[command(flatten)]
-    Entity(entities::EntityCommand<entities::LocationAdd>),
+    Entity(entities::EntityCommand<Box<entities::LocationAdd>>),
     /// Lists the finished backups found in the location into the catalog (after a disaster,
     /// on a new server).
     Sync {

@@ -93,11 +93,17 @@ impl Cli {
 
     /// Runs `stowage args...` against the server, with a home of its own.
     async fn output(&self, args: &[&str]) -> std::process::Output {
+        self.output_with(args, &[]).await
+    }
+
+    /// [`Cli::output`] with more environment variables.
+    async fn output_with(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         tokio::process::Command::new(stowage_binary())
             .args(args)
             .env("STOWAGE_SERVER", &self.url)
             .env("STOWAGE_TOKEN", &self.token)
             .env("HOME", self.home.path())
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap()
@@ -435,6 +441,129 @@ async fn the_cli_adds_policies_and_schedules_that_show_their_next_runs() {
     assert!(removed.contains("removed `shop-nightly`"), "{removed}");
     let listed = cli.json(&["schedule", "list"]).await;
     assert_eq!(listed, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_adds_azure_and_gcs_locations_and_names_a_refused_key() {
+    let data = tempfile::tempdir().unwrap();
+    let mut token = None;
+    let server = ServerProcess::start(data.path(), &mut token);
+    let cli = Cli::new(&server, token.as_deref().unwrap());
+    let prefix = format!("cli-{}", uuid::Uuid::new_v4());
+    let passphrase = ("STOWAGE_PASSPHRASE", "correct horse battery");
+
+    let azurite = stowage_tests::services::azurite();
+    let azure = |name: &'static str| {
+        [
+            "location",
+            "add",
+            name,
+            "--azure-container",
+            &azurite.container,
+            "--azure-account",
+            &azurite.account,
+            "--endpoint",
+            &azurite.endpoint,
+            "--prefix",
+            &prefix,
+            "-o",
+            "json",
+        ]
+        .map(str::to_string)
+    };
+    let args = azure("azure");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let added = cli
+        .output_with(
+            &args,
+            &[
+                passphrase,
+                ("STOWAGE_AZURE_ACCESS_KEY", azurite.key.as_str()),
+            ],
+        )
+        .await;
+    let stdout = String::from_utf8_lossy(&added.stdout);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let record: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        record["spec"]["location"]["kind"]["type"], "azure",
+        "{record}"
+    );
+    assert_eq!(
+        record["spec"]["location"]["kind"]["auth"]["access_key"], "<redacted>",
+        "{record}"
+    );
+    let args = azure("azure-wrong-key");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = cli
+        .output_with(
+            &args,
+            &[passphrase, ("STOWAGE_AZURE_ACCESS_KEY", "d3Jvbmcga2V5")],
+        )
+        .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("refused the credentials"), "{stderr}");
+    let args = azure("azure-no-key");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let unkeyed = cli.output_with(&args, &[passphrase]).await;
+    assert!(!unkeyed.status.success());
+    assert!(
+        String::from_utf8_lossy(&unkeyed.stderr).contains("STOWAGE_AZURE_ACCESS_KEY"),
+        "{unkeyed:?}"
+    );
+
+    let (proxy, location) = stowage_tests::services::gcs().location(&prefix).await;
+    let stowage_storage::LocationKind::Gcs {
+        bucket,
+        service_account_key,
+        endpoint,
+    } = &location.kind
+    else {
+        panic!("a GCS location");
+    };
+    let key_file = data.path().join("gcs-key.json");
+    std::fs::write(&key_file, service_account_key.expose()).unwrap();
+    let added = cli
+        .output_with(
+            &[
+                "location",
+                "add",
+                "gcs",
+                "--gcs-bucket",
+                bucket,
+                "--endpoint",
+                endpoint.as_deref().unwrap(),
+                "--service-account-key-file",
+                &key_file.to_string_lossy(),
+                "--prefix",
+                &prefix,
+                "-o",
+                "json",
+            ],
+            &[passphrase],
+        )
+        .await;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let record: Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(
+        record["spec"]["location"]["kind"]["type"], "gcs",
+        "{record}"
+    );
+    let listed = cli.run(&["location", "list"]).await;
+    assert!(
+        listed.contains("azure") && listed.contains("gcs") && !listed.contains("azure-wrong-key"),
+        "{listed}"
+    );
+    drop(proxy);
 }
 
 async fn kill_at_every_step(
