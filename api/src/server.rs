@@ -13,7 +13,7 @@ use stowage_engine::{Clock, Runtime, Store, StoreOptions, SystemClock};
 use warp::Filter;
 use warp::http::StatusCode;
 
-use stowage_workflows::catalog::CatalogProjection;
+use stowage_workflows::catalog::{Catalog, CatalogError, CatalogProjection};
 use stowage_workflows::entity::{Entities, EntitiesProjection, Kind};
 use stowage_workflows::schedule::run_scheduler;
 
@@ -78,6 +78,9 @@ pub enum ServerError {
     /// The database could not be opened.
     #[error(transparent)]
     Database(#[from] stowage_engine::Error),
+    /// The catalog could not be read.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     /// The bootstrap token could not be read or created.
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
@@ -375,6 +378,10 @@ pub async fn serve(
         return Err(ServerError::NotLoopback(config.listen));
     }
     let store = Arc::new(open_store(&config.data_dir)?);
+    if !Catalog::new(store.clone()).is_current()? {
+        let events = store.rebuild_projections().await?;
+        tracing::info!(events, "projections rebuilt: the catalog's layout changed");
+    }
     let bootstrap_token_path = config.bootstrap_token_path();
     let (bootstrap, new_bootstrap_token) =
         match BootstrapToken::load_or_create(&bootstrap_token_path)? {

@@ -420,13 +420,15 @@ impl Catalog {
         Ok(index.map(|index| (index.kind, index.id)))
     }
 
-    /// A page of backups that match `query` and that `visible` admits.
+    /// A page of backups that match `query` and that `visible` admits. With a schedule,
+    /// cluster, location or status filter it reads that field's index (in that order of
+    /// preference), so it reads only the records that match it.
     pub fn backups(
         &self,
         query: &CatalogQuery,
         visible: impl Fn(&BackupRecord) -> bool,
     ) -> Result<CatalogPage<BackupRecord>, CatalogError> {
-        self.page(projection::BACKUP_PREFIX, query, |record: &BackupRecord| {
+        let wanted = |record: &BackupRecord| {
             query.matches(
                 record.status.as_str(),
                 &record.cluster,
@@ -441,7 +443,40 @@ impl Catalog {
                     .iter()
                     .all(|(key, value)| record.labels.get(key) == Some(value))
                 && visible(record)
-        })
+        };
+        let index = [
+            ("schedule", &query.schedule),
+            ("cluster", &query.cluster),
+            ("location", &query.location),
+            ("status", &query.status),
+        ]
+        .into_iter()
+        .find_map(|(field, value)| value.as_deref().map(|value| (field, value)));
+        match index {
+            Some((field, value)) => self.page(
+                &projection::index_prefix(field, value),
+                query,
+                |_, id| self.backup(id),
+                wanted,
+            ),
+            None => self.page(
+                projection::BACKUP_PREFIX,
+                query,
+                |value, key| decode(value, key).map(Some),
+                wanted,
+            ),
+        }
+    }
+
+    /// Whether the catalog's keys follow this version's layout. A catalog built by an older
+    /// server does not, and must be rebuilt from the log ([`Store::rebuild_projections`]) before
+    /// it is read; an empty one does not either, and rebuilding it costs nothing.
+    pub fn is_current(&self) -> Result<bool, CatalogError> {
+        Ok(self
+            .store
+            .projection_get(CATALOG_PROJECTION, projection::FORMAT_KEY)?
+            .as_deref()
+            == Some(projection::FORMAT))
     }
 
     /// A page of restores that match `query` and that `visible` admits.
@@ -453,6 +488,7 @@ impl Catalog {
         self.page(
             projection::RESTORE_PREFIX,
             query,
+            |value, key| decode(value, key).map(Some),
             |record: &RestoreRecord| {
                 query.matches(
                     record.status.as_str(),
@@ -468,11 +504,13 @@ impl Catalog {
         )
     }
 
-    /// Scans records under `prefix` in id order, from after `query.after`, until a page is full.
-    fn page<T: serde::de::DeserializeOwned>(
+    /// Scans the keys under `prefix` (`<prefix><id>`) in id order, from after `query.after`,
+    /// until a page is full; `load` gives the record of a key's value and id (`None`: skip it).
+    fn page<T>(
         &self,
         prefix: &[u8],
         query: &CatalogQuery,
+        load: impl Fn(&[u8], &str) -> Result<Option<T>, CatalogError>,
         wanted: impl Fn(&T) -> bool,
     ) -> Result<CatalogPage<T>, CatalogError> {
         let limit = query.limit.max(1);
@@ -492,15 +530,11 @@ impl Catalog {
             let exhausted = batch.len() < SCAN_BATCH;
             for (key, value) in batch {
                 let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let record: T =
-                    serde_json::from_slice(&value).map_err(|err| CatalogError::Corrupt {
-                        key: String::from_utf8_lossy(&key).into_owned(),
-                        reason: err.to_string(),
-                    })?;
+                let record = load(&value, &id)?;
                 cursor = Some(key);
-                if !wanted(&record) {
+                let Some(record) = record.filter(|record| wanted(record)) else {
                     continue;
-                }
+                };
                 if items.len() == limit {
                     let next_after = items.last().map(|(id, _)| id.clone());
                     return Ok(CatalogPage {
@@ -518,4 +552,12 @@ impl Catalog {
             }
         }
     }
+}
+
+/// A record stored as JSON; `id` names it in the error.
+fn decode<T: serde::de::DeserializeOwned>(value: &[u8], id: &str) -> Result<T, CatalogError> {
+    serde_json::from_slice(value).map_err(|err| CatalogError::Corrupt {
+        key: id.to_string(),
+        reason: err.to_string(),
+    })
 }

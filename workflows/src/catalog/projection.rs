@@ -1,7 +1,10 @@
 //! The `catalog` projection: backup and restore records folded from the events of the backup,
 //! restore, delete and sync workflow runs.
 //!
-//! Keys: `backup/<id>` → [`BackupRecord`] as JSON; `restore/<id>` → [`RestoreRecord`] as JSON;
+//! Keys: `backup/<id>` → [`BackupRecord`] as JSON, with an empty `by/<field>/<value>/<id>` for
+//! each of its cluster, location, status and schedule (so a filtered listing reads only what
+//! matches); `restore/<id>` → [`RestoreRecord`] as JSON; `schedule/<id>` → [`ScheduleRecord`];
+//! `meta/format` → the layout's version;
 //! `run/<run id>` → which record the run works on ([`RunIndex`]). Events of runs of other
 //! workflow types pass by. An event whose payload this projection cannot read is skipped, never
 //! refused: refusing it would stop the run that wrote it.
@@ -31,6 +34,64 @@ pub(super) fn backup_key(id: &str) -> Vec<u8> {
 
 pub(super) fn restore_key(id: &str) -> Vec<u8> {
     [RESTORE_PREFIX, id.as_bytes()].concat()
+}
+
+/// The key marking which layout the projection's keys follow; a store whose catalog lacks it
+/// (or has another) was built by an older server and is rebuilt from the log at start.
+pub(super) const FORMAT_KEY: &[u8] = b"meta/format";
+/// This layout: records plus the `by/` indexes.
+pub(super) const FORMAT: &[u8] = b"2";
+
+/// The index entry of backup `id` under `field` = `value` (`/` and `%` escaped in the value, so
+/// that one value's prefix never covers another's).
+pub(super) fn index_key(field: &str, value: &str, id: &str) -> Vec<u8> {
+    let value = value.replace('%', "%25").replace('/', "%2F");
+    format!("by/{field}/{value}/{id}").into_bytes()
+}
+
+/// The prefix of every index entry under `field` = `value`.
+pub(super) fn index_prefix(field: &str, value: &str) -> Vec<u8> {
+    index_key(field, value, "")
+}
+
+/// The index entries of a backup record: one per field listings filter on.
+fn index_keys(record: &BackupRecord) -> Vec<Vec<u8>> {
+    let mut keys = vec![
+        index_key("cluster", &record.cluster, &record.id),
+        index_key("location", &record.location, &record.id),
+        index_key("status", record.status.as_str(), &record.id),
+    ];
+    if let Some(schedule) = &record.schedule {
+        keys.push(index_key("schedule", schedule, &record.id));
+    }
+    keys
+}
+
+/// Writes a backup record and moves its index entries to its new field values.
+fn put_backup(state: &mut ProjectionState<'_>, record: &BackupRecord) -> Result<(), String> {
+    let key = backup_key(&record.id);
+    let new = index_keys(record);
+    if let Some(old) = read::<BackupRecord>(state, &key)? {
+        for stale in index_keys(&old).into_iter().filter(|k| !new.contains(k)) {
+            state.delete(&stale);
+        }
+    }
+    for entry in &new {
+        state.put(entry, Vec::new());
+    }
+    write(state, &key, record)
+}
+
+/// Removes a backup record and its index entries.
+fn remove_backup(state: &mut ProjectionState<'_>, id: &str) -> Result<(), String> {
+    let key = backup_key(id);
+    if let Some(old) = read::<BackupRecord>(state, &key)? {
+        for entry in index_keys(&old) {
+            state.delete(&entry);
+        }
+    }
+    state.delete(&key);
+    Ok(())
 }
 
 pub(super) fn schedule_key(id: &str) -> Vec<u8> {
@@ -100,6 +161,9 @@ impl Projection for CatalogProjection {
     }
 
     fn apply(&self, event: &RecordedEvent, state: &mut ProjectionState<'_>) -> Result<(), String> {
+        if state.get(FORMAT_KEY)?.as_deref() != Some(FORMAT) {
+            state.put(FORMAT_KEY, FORMAT.to_vec());
+        }
         let Some(parsed) = run_event(event) else {
             return Ok(());
         };
@@ -183,7 +247,7 @@ fn started(
                     finished_at: None,
                 },
             };
-            write(state, &key, &record)?;
+            put_backup(state, &record)?;
             write(state, &run_key(run), &index("backup", &input.backup))
         }
         RESTORE_WORKFLOW => {
@@ -228,7 +292,7 @@ fn started(
                 });
                 record.status = BackupStatus::Deleting;
                 record.updated_at = at.into();
-                write(state, &key, &record)?;
+                put_backup(state, &record)?;
             }
             write(state, &run_key(run), &index("delete", &input.backup))
         }
@@ -366,7 +430,7 @@ fn backup_event(
         },
     }
     record.updated_at = at.into();
-    write(state, &key, &record)
+    put_backup(state, &record)
 }
 
 fn restore_event(
@@ -455,7 +519,7 @@ fn delete_event(
         return Ok(());
     };
     if *status == RunStatus::Completed {
-        state.delete(&key);
+        remove_backup(state, backup)?;
         return Ok(());
     }
     // The backup stays as it was; the failure is shown with it.
@@ -469,7 +533,7 @@ fn delete_event(
         ..deletion
     });
     record.updated_at = at.into();
-    write(state, &key, &record)
+    put_backup(state, &record)
 }
 
 fn sync_event(
@@ -526,7 +590,7 @@ fn sync_event(
             updated_at: at.into(),
             finished_at: Some(finished),
         };
-        write(state, &key, &record)?;
+        put_backup(state, &record)?;
     }
     Ok(())
 }
