@@ -621,6 +621,22 @@ fn a_server_stopped_between_ticks_neither_loses_nor_doubles_one_and_an_outage_ca
     assert!(hourly_names.contains("hourly-20260504-130000"));
     assert_eq!(server.record(&hourly).backups_started, 4);
     assert_eq!(server.record(&daily).backups_started, 1);
+
+    // A chain that stopped (its waiting tick cancelled here; a database error would do the same)
+    // is started again when the server starts, counted from then.
+    let tick = server.record(&hourly).tick;
+    server
+        .tokio
+        .block_on(server.runtime.cancel(&tick, "alice"))
+        .unwrap();
+    server.settle(&[&daily], &[]);
+    server.stop();
+    world.set(at("2026-05-04T13:20:00Z"));
+    let server = world.server();
+    server.settle(&all, &[]);
+    world.set(at("2026-05-04T14:00:00Z"));
+    server.settle(&all, &[(&hourly, at("2026-05-04T14:00:00Z"))]);
+    assert_eq!(server.record(&hourly).backups_started, 5);
     server.stop();
 }
 

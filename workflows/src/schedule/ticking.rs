@@ -86,18 +86,37 @@ pub async fn ensure_all_ticking(runtime: &Runtime) -> Result<usize, TickingError
     }
 }
 
+/// How often the scheduler looks for chains that stopped (a tick that failed on a database
+/// error) and starts them again.
+pub const REPAIR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The scheduler: gives every backup schedule a chain of ticks now, then each new schedule one as
-/// it is created. Runs until the store closes; the server runs it beside the API.
+/// it is created, and every [`REPAIR_INTERVAL`] restarts any chain that stopped. Runs until the
+/// store closes; the server runs it beside the API.
 pub async fn run_scheduler(runtime: Runtime) -> Result<(), TickingError> {
     let head = runtime.store().global_head();
     let started = ensure_all_ticking(&runtime).await?;
     tracing::info!(started, "scheduler running");
     let mut events = std::pin::pin!(runtime.store().subscribe(head));
-    while let Some(event) = events.next().await {
-        let event = event?;
-        if let Some(schedule) = created_by(&event, Kind::BackupSchedule) {
-            ensure_ticking(&runtime, schedule).await?;
+    let mut repair = tokio::time::interval(REPAIR_INTERVAL);
+    // The first tick of an interval is immediate; the pass above was it.
+    repair.tick().await;
+    loop {
+        tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else {
+                    return Ok(());
+                };
+                if let Some(schedule) = created_by(&event?, Kind::BackupSchedule) {
+                    ensure_ticking(&runtime, schedule).await?;
+                }
+            }
+            _ = repair.tick() => {
+                let restarted = ensure_all_ticking(&runtime).await?;
+                if restarted > 0 {
+                    tracing::warn!(restarted, "schedule chains that had stopped started again");
+                }
+            }
         }
     }
-    Ok(())
 }
