@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use events::{RunEvent, RunStatus, run_event, workflow_event_json};
+pub use events::{RunEvent, RunStatus, run_event, run_stream, workflow_event_json};
 pub use projection::{RunCount, RunSummary, WORKFLOW_PROJECTION, run_counts};
 pub use runtime::{Runtime, RuntimeOptions, StartOptions};
 pub use state::RunState;

@@ -1,10 +1,12 @@
 //! `--wait`: follows a backup or restore until its run ends, drawing progress bars (step and
 //! objects, volumes with an ETA, bytes with their rate) on a terminal, or printing each new step
-//! on stderr when stderr is not one. It reads the catalog record, which the run keeps current.
+//! on stderr when stderr is not one. It follows the run's events as server-sent events and reads
+//! the catalog record, which the run keeps current, after each.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reqwest::Method;
 use serde_json::Value;
@@ -12,7 +14,7 @@ use serde_json::Value;
 use super::CliError;
 use super::client::{Client, ClientError};
 
-/// How often the record is read.
+/// How often the record is read when no events come.
 const POLL: Duration = Duration::from_millis(300);
 
 /// What is followed.
@@ -124,23 +126,66 @@ impl Bars {
 }
 
 /// Follows the backup or restore `id` until it is no longer running; returns its last record.
+/// It follows the events of the record's run as the server sends them, reading the record again
+/// after each (the catalog changes in the same write as the event); when the server cannot send
+/// them, or once they end, it reads the record every [`POLL`] until the run's end shows.
 pub async fn wait(client: &Client, watched: Watched, id: &str) -> Result<Value, CliError> {
-    let bars = Bars::new();
-    let quiet_terminal = !std::io::stderr().is_terminal();
-    let mut last_step = String::new();
+    let mut shown = Shown {
+        bars: Bars::new(),
+        quiet_terminal: !std::io::stderr().is_terminal(),
+        last_step: String::new(),
+        watched,
+        id,
+    };
+    let record = client.call(Method::GET, &watched.path(id), None).await?;
+    let run = record["run"].as_str().unwrap_or_default().to_string();
+    if let Some(done) = shown.record(record) {
+        return Ok(done);
+    }
+    if let Ok(events) = client
+        .follow::<Value>(&format!("/v1/workflows/{run}/events?follow=true"))
+        .await
+    {
+        let mut events = std::pin::pin!(events);
+        while let Some(Ok(_event)) = events.next().await {
+            let record = client.call(Method::GET, &watched.path(id), None).await?;
+            if let Some(done) = shown.record(record) {
+                return Ok(done);
+            }
+        }
+    }
     loop {
         let record = client.call(Method::GET, &watched.path(id), None).await?;
-        bars.update(watched, &record);
-        let step = record["step"].as_str().unwrap_or("").to_string();
-        if quiet_terminal && !step.is_empty() && step != last_step {
-            eprintln!("{} {id}: step {step}", watched.as_str());
-            last_step = step;
-        }
-        if record["status"] != "running" {
-            bars.finish();
-            return Ok(record);
+        if let Some(done) = shown.record(record) {
+            return Ok(done);
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// What `wait` shows of a followed record.
+struct Shown<'a> {
+    bars: Bars,
+    quiet_terminal: bool,
+    last_step: String,
+    watched: Watched,
+    id: &'a str,
+}
+
+impl Shown<'_> {
+    /// Shows `record`; returns it when its run is over.
+    fn record(&mut self, record: Value) -> Option<Value> {
+        self.bars.update(self.watched, &record);
+        let step = record["step"].as_str().unwrap_or("").to_string();
+        if self.quiet_terminal && !step.is_empty() && step != self.last_step {
+            eprintln!("{} {}: step {step}", self.watched.as_str(), self.id);
+            self.last_step = step;
+        }
+        if record["status"] == "running" {
+            return None;
+        }
+        self.bars.finish();
+        Some(record)
     }
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::event::{EventPayload, RecordedEvent};
 
 /// The stream of run `run_id`.
-pub(crate) fn run_stream(run_id: &str) -> String {
+pub fn run_stream(run_id: &str) -> String {
     format!("{RUN_STREAM_PREFIX}{run_id}")
 }
 

@@ -244,6 +244,58 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
     assert_eq!(run["status"], "completed");
     assert_eq!(run["attempts"]["upload"], 1, "{run}");
 
+    // Its events followed as server-sent events: all of them, then the stream ends with the run.
+    let run_id = record["run"].as_str().unwrap();
+    let followed = reqwest::Client::new()
+        .get(
+            users
+                .api
+                .url(&format!("/v1/workflows/{run_id}/events?follow=true")),
+        )
+        .bearer_auth(users.token("bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        followed.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let text = tokio::time::timeout(Duration::from_secs(20), followed.text())
+        .await
+        .expect("a finished run's event stream ends")
+        .unwrap();
+    let (_, listed) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/workflows/{run_id}/events"),
+            None,
+        )
+        .await;
+    let sent = text
+        .lines()
+        .filter(|line| line.strip_prefix("event:").map(str::trim) == Some("audit"))
+        .count();
+    assert_eq!(sent, listed["events"].as_array().unwrap().len(), "{text}");
+    assert!(
+        text.trim_end()
+            .lines()
+            .rev()
+            .find(|line| line.starts_with("data:"))
+            .unwrap()
+            .contains("workflow.finished"),
+        "{text}"
+    );
+    let (status, body) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/workflows/{run_id}/events?follow=maybe"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
     // The same idempotency key twice: one backup.
     let keyed = |key: &'static str| {
         let users = &users;
