@@ -470,34 +470,21 @@ fn refuse_if_scheduled(
     if kind == Kind::BackupSchedule {
         return Ok(());
     }
-    let mut query = ListQuery {
-        limit: 1000,
-        ..ListQuery::default()
-    };
     let mut shown = Vec::new();
     let mut hidden = 0;
-    loop {
-        let page = entities
-            .list(Kind::BackupSchedule, &query, |_| true)
-            .map_err(entity_error)?;
-        for schedule in &page.items {
-            let names_it = BackupScheduleSpec::parse(&schedule.spec).is_ok_and(|spec| {
-                spec.references()
-                    .iter()
-                    .any(|(named, _, named_id)| *named == kind && *named_id == id)
-            });
-            if !names_it {
-                continue;
-            }
-            if authz::visible(principal, schedule) {
-                shown.push(schedule.name.clone());
-            } else {
-                hidden += 1;
-            }
+    for schedule in entities.all(Kind::BackupSchedule).map_err(entity_error)? {
+        let names_it = BackupScheduleSpec::parse(&schedule.spec).is_ok_and(|spec| {
+            spec.references()
+                .iter()
+                .any(|(named, _, named_id)| *named == kind && *named_id == id)
+        });
+        if !names_it {
+            continue;
         }
-        match page.next_after {
-            Some(after) => query.after = Some(after),
-            None => break,
+        if authz::visible(principal, &schedule) {
+            shown.push(schedule.name.clone());
+        } else {
+            hidden += 1;
         }
     }
     if shown.is_empty() && hidden == 0 {

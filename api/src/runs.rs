@@ -114,7 +114,7 @@ pub(crate) fn events(
     }
     visible_run(state, principal, id)?;
     if follow {
-        return Ok(follow_run(state, id).into_response());
+        return Ok(follow_run(state, id)?.into_response());
     }
     let events: Vec<_> = state
         .runtime
@@ -131,13 +131,16 @@ pub(crate) fn events(
 
 /// The events of run `id` as server-sent events: those written so far, then each new one, until
 /// the one that finishes the run.
-fn follow_run(state: &CatalogState, id: &str) -> impl Reply + use<> {
+fn follow_run(state: &CatalogState, id: &str) -> Result<impl Reply + use<>, ApiError> {
     let store = state.runtime.store().clone();
     let stream = stowage_engine::run_stream(id);
     // Live events from the head as it is now; the run's own stream up to it is read first, so
     // nothing falls between the two (an event in both is sent once, by its sequence).
     let head = store.global_head();
-    let written = state.runtime.run_events(id).unwrap_or_default();
+    let written = state
+        .runtime
+        .run_events(id)
+        .map_err(|err| ApiError::internal(&err))?;
     let last_written = written.last().map_or(0, |event| event.seq);
     let live = store.subscribe(head).try_filter(move |event| {
         std::future::ready(event.stream == stream && event.seq > last_written)
@@ -166,11 +169,11 @@ fn follow_run(state: &CatalogState, id: &str) -> impl Reply + use<> {
                 Err(err) => Event::default().event("error").data(err.to_string()),
             })
         });
-    warp::sse::reply(
+    Ok(warp::sse::reply(
         warp::sse::keep_alive()
             .interval(Duration::from_secs(15))
             .stream(events),
-    )
+    ))
 }
 
 /// The routes under `/v1/workflows`.

@@ -253,6 +253,23 @@ impl Entities {
         })
     }
 
+    /// Every entity of `kind`, whoever owns it (for server-side checks, never for answers).
+    pub fn all(&self, kind: Kind) -> Result<Vec<Record>, EntityError> {
+        let mut query = ListQuery {
+            limit: 1000,
+            ..ListQuery::default()
+        };
+        let mut records = Vec::new();
+        loop {
+            let page = self.list(kind, &query, |_| true)?;
+            records.extend(page.items);
+            match page.next_after {
+                Some(after) => query.after = Some(after),
+                None => return Ok(records),
+            }
+        }
+    }
+
     async fn append_to(
         &self,
         kind: Kind,

@@ -7,7 +7,7 @@ use stowage_engine::{Runtime, StartOptions};
 
 use super::workflow::{SCHEDULE_WORKFLOW, TickInput};
 use crate::catalog::{Catalog, CatalogError};
-use crate::entity::{Entities, EntityError, Kind, ListQuery, created_by};
+use crate::entity::{Entities, EntityError, Kind, created_by};
 
 /// Why a chain could not be checked or started.
 #[derive(Debug, thiserror::Error)]
@@ -67,23 +67,13 @@ pub async fn ensure_ticking(
 /// [`ensure_ticking`] for every backup schedule. Returns how many chains were started.
 pub async fn ensure_all_ticking(runtime: &Runtime) -> Result<usize, TickingError> {
     let entities = Entities::new(runtime.store().clone());
-    let mut query = ListQuery {
-        limit: 1000,
-        ..ListQuery::default()
-    };
     let mut started = 0;
-    loop {
-        let page = entities.list(Kind::BackupSchedule, &query, |_| true)?;
-        for record in &page.items {
-            if ensure_ticking(runtime, &record.id).await?.is_some() {
-                started += 1;
-            }
-        }
-        match page.next_after {
-            Some(after) => query.after = Some(after),
-            None => return Ok(started),
+    for record in entities.all(Kind::BackupSchedule)? {
+        if ensure_ticking(runtime, &record.id).await?.is_some() {
+            started += 1;
         }
     }
+    Ok(started)
 }
 
 /// How often the scheduler looks for chains that stopped (a tick that failed on a database
