@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use stowage_engine::{Clock, Runtime, RuntimeOptions, Store};
+use stowage_engine::{Clock, Runtime, RuntimeOptions};
 use stowage_workflows::backup::delete_workflow;
 use stowage_workflows::backup::volumes::MoverSettings;
 use stowage_workflows::backup::workflow::backup_workflow;
@@ -39,13 +39,14 @@ impl std::fmt::Debug for WorkflowSettings {
     }
 }
 
-/// The runtime of a server on `store` (opened with [`crate::open_store`]): every workflow type
-/// registered, nothing resumed yet (see [`Runtime::recover`]).
+/// The runtime of a server whose `entities` live on a store opened with [`crate::open_store`]:
+/// every workflow type registered, nothing resumed yet (see [`Runtime::recover`]).
 pub fn server_runtime(
-    store: Arc<Store>,
+    entities: Entities,
     settings: WorkflowSettings,
 ) -> Result<Runtime, stowage_engine::Error> {
-    let mut services = Services::new(Entities::new(store.clone()));
+    let store = entities.store().clone();
+    let mut services = Services::new(entities);
     // Just made, so this is the only handle and `get_mut` always succeeds.
     if let Some(services) = Arc::get_mut(&mut services) {
         services.mover = settings.mover;
@@ -79,13 +80,13 @@ pub struct CatalogState {
 }
 
 impl CatalogState {
-    /// The state over `runtime`'s store.
-    pub fn new(runtime: Runtime) -> Self {
+    /// The state over `runtime`'s store, where `entities` are kept.
+    pub fn new(runtime: Runtime, entities: Entities) -> Self {
         let store = runtime.store().clone();
         Self {
             runtime,
-            catalog: Catalog::new(store.clone()),
-            entities: Entities::new(store),
+            catalog: Catalog::new(store),
+            entities,
         }
     }
 

@@ -170,7 +170,9 @@ pub(crate) fn entity_error(err: EntityError) -> ApiError {
             ApiError::conflict(err.to_string()).with_details(serde_json::json!({ "field": "name" }))
         }
         EntityError::Invalid { problems, .. } => invalid(problems),
-        EntityError::Store(_) | EntityError::Corrupt { .. } => ApiError::internal(&err),
+        EntityError::Store(_) | EntityError::Corrupt { .. } | EntityError::Secret(_) => {
+            ApiError::internal(&err)
+        }
     }
 }
 

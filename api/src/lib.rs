@@ -17,15 +17,18 @@ pub mod clusters;
 pub mod entities;
 pub mod error;
 pub mod listing;
+pub mod master_key;
 pub mod metrics;
 pub mod mover;
 pub mod openapi;
 pub mod preconditions;
+pub mod private_file;
 pub mod restores;
 pub mod runs;
 pub mod schedules;
 mod server;
 pub mod sync;
+pub mod tls;
 
 pub use catalog_state::{WorkflowSettings, server_runtime};
 pub use server::{

@@ -16,7 +16,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server(args).await?,
-        Command::Login { server, token } => cli::login(&server, &token).await?,
+        Command::Login {
+            server,
+            token,
+            ca_file,
+        } => cli::login(&server, &token, ca_file.as_deref()).await?,
         Command::Whoami(flags) => cli::whoami(&flags).await?,
         Command::Events {
             after,
@@ -74,8 +78,26 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         admin_groups: args.admin_groups,
         operator_groups: args.operator_groups,
     };
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(stowage::tls::TlsFiles { cert, key });
+    }
     if let Some(image) = args.mover_image {
         config.workflows.mover.image = image;
+    }
+    // The key itself only from the environment, never as an argument (shell history, `ps`).
+    match std::env::var("STOWAGE_MASTER_KEY") {
+        Ok(key) if args.master_key_file.is_some() => {
+            drop(key);
+            anyhow::bail!(
+                "give the master key either in STOWAGE_MASTER_KEY or as --master-key-file, not both"
+            )
+        }
+        Ok(key) => config.master_key = stowage::master_key::MasterKeySource::Given(key),
+        Err(_) => {
+            if let Some(path) = args.master_key_file {
+                config.master_key = stowage::master_key::MasterKeySource::File(path);
+            }
+        }
     }
     stowage::serve(config, print_started, shutdown_signal())
         .await
@@ -84,11 +106,22 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 /// Tells the operator where the server listens, and the bootstrap token the one time it exists.
 fn print_started(started: &stowage::Started) {
-    eprintln!("stowage server listening on http://{}", started.addr);
+    eprintln!(
+        "stowage server listening on {}://{}",
+        started.scheme, started.addr
+    );
     if let Some(token) = &started.new_bootstrap_token {
         eprintln!(
             "\nbootstrap admin token (shown this once; kept in {}, mode 0600):\n\n    {token}\n",
             started.bootstrap_token_path.display()
+        );
+    }
+    if let Some(path) = &started.generated_master_key {
+        eprintln!(
+            "\na master key was generated in {} (mode 0600): it seals the kubeconfigs, cloud keys \
+             and passphrases stored here. Keep a copy apart from the data: without it they cannot \
+             be read.\n",
+            path.display()
         );
     }
 }

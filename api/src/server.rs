@@ -27,12 +27,14 @@ use crate::catalog_state::{CatalogState, WorkflowSettings, server_runtime};
 use crate::clusters;
 use crate::entities;
 use crate::error::{self, ApiError};
+use crate::master_key::{MasterKeyError, MasterKeySource, default_key_file, load_master_key};
 use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
 use crate::restores;
 use crate::runs;
 use crate::schedules;
 use crate::sync;
+use crate::tls::{TlsError, TlsFiles, serve_tls};
 
 /// How `stowage server` runs.
 #[derive(Debug, Clone)]
@@ -47,13 +49,20 @@ pub struct ServerConfig {
     pub roles: RoleMapping,
     /// How backups and restores run.
     pub workflows: WorkflowSettings,
+    /// Where the master key that seals stored secrets comes from.
+    pub master_key: MasterKeySource,
+    /// The certificate to serve HTTPS with; plain HTTP on loopback only without one.
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
     /// A server on `listen` with its data in `data_dir`, no OIDC issuer and no role groups.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
+        let data_dir = data_dir.into();
         Self {
-            data_dir: data_dir.into(),
+            master_key: MasterKeySource::File(default_key_file(&data_dir)),
+            tls: None,
+            data_dir,
             listen,
             oidc: None,
             roles: RoleMapping::default(),
@@ -72,9 +81,13 @@ impl ServerConfig {
 pub enum ServerError {
     /// The listen address is not a loopback address, and the server has no TLS to offer.
     #[error(
-        "refusing to listen on {0}: without TLS the server binds to loopback only (127.0.0.1 or ::1)"
+        "refusing to listen on {0}: without TLS the server binds to loopback only (127.0.0.1 or \
+         ::1); give --tls-cert and --tls-key to serve HTTPS on other addresses"
     )]
     NotLoopback(SocketAddr),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The database could not be opened.
     #[error(transparent)]
     Database(#[from] stowage_engine::Error),
@@ -84,6 +97,9 @@ pub enum ServerError {
     /// The bootstrap token could not be read or created.
     #[error(transparent)]
     Bootstrap(#[from] BootstrapError),
+    /// The master key could not be read, made, or does not open the stored secrets.
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
     /// The OIDC issuer could not be discovered.
     #[error("OIDC issuer: {0}")]
     Oidc(#[source] AuthError),
@@ -103,10 +119,15 @@ pub enum ServerError {
 pub struct Started {
     /// The bound address (useful when the port was 0).
     pub addr: SocketAddr,
+    /// `https` with TLS, else `http`.
+    pub scheme: &'static str,
     /// The bootstrap admin token when this start generated it: shown once, never again.
     pub new_bootstrap_token: Option<String>,
     /// Where the bootstrap token is kept.
     pub bootstrap_token_path: PathBuf,
+    /// The master key file this start generated (to be backed up: without it the stored
+    /// secrets cannot be opened).
+    pub generated_master_key: Option<PathBuf>,
 }
 
 /// What every handler may use.
@@ -125,12 +146,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a server whose `runtime` runs on its store (opened with [`open_store`]).
-    pub fn new(runtime: Runtime, auth: Authenticator) -> Self {
+    /// The state of a server whose `runtime` runs on its store (opened with [`open_store`]),
+    /// where `entities` are kept.
+    pub fn new(runtime: Runtime, entities: Entities, auth: Authenticator) -> Self {
         let store = runtime.store().clone();
         Self {
-            entities: Entities::new(store.clone()),
-            catalog: CatalogState::new(runtime),
+            entities: entities.clone(),
+            catalog: CatalogState::new(runtime, entities),
             store,
             auth,
             metrics: Arc::new(Metrics::new()),
@@ -374,14 +396,21 @@ pub async fn serve(
     on_ready: impl FnOnce(&Started),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    if !config.listen.ip().is_loopback() {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
         return Err(ServerError::NotLoopback(config.listen));
     }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsFiles::server_config)
+        .transpose()?;
     let store = Arc::new(open_store(&config.data_dir)?);
     if !Catalog::new(store.clone()).is_current()? {
         let events = store.rebuild_projections().await?;
         tracing::info!(events, "projections rebuilt: the catalog's layout changed");
     }
+    let master_key = load_master_key(&config.master_key, &store)?;
+    let entities = Entities::new(store.clone(), Arc::new(master_key.key));
     let bootstrap_token_path = config.bootstrap_token_path();
     let (bootstrap, new_bootstrap_token) =
         match BootstrapToken::load_or_create(&bootstrap_token_path)? {
@@ -407,25 +436,34 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
-    let runtime = server_runtime(store, config.workflows.clone())?;
+    let runtime = server_runtime(entities.clone(), config.workflows.clone())?;
     let resumed = runtime.recover().await?;
     let scheduler = runtime.clone();
+    let scheduled = entities.clone();
     tokio::spawn(async move {
-        if let Err(err) = run_scheduler(scheduler).await {
+        if let Err(err) = run_scheduler(scheduler, scheduled).await {
             tracing::error!(error = %err, "the scheduler stopped: no new schedule runs until a restart");
         }
     });
     tracing::info!(%addr, data_dir = %config.data_dir.display(), resumed, "stowage server listening");
     on_ready(&Started {
         addr,
+        scheme: if tls.is_some() { "https" } else { "http" },
         new_bootstrap_token,
         bootstrap_token_path,
+        generated_master_key: master_key.generated,
     });
-    warp::serve(routes(AppState::new(runtime, auth)))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    let routes = routes(AppState::new(runtime, entities, auth));
+    match tls {
+        Some(tls) => serve_tls(listener, tls, routes, shutdown).await,
+        None => {
+            warp::serve(routes)
+                .incoming(listener)
+                .graceful(shutdown)
+                .run()
+                .await
+        }
+    }
     tracing::info!("stowage server stopped");
     Ok(())
 }
@@ -437,8 +475,10 @@ mod tests {
 
     fn state(dir: &std::path::Path) -> AppState {
         let store = Arc::new(open_store(dir).unwrap());
-        let runtime = server_runtime(store, WorkflowSettings::default()).unwrap();
-        AppState::new(runtime, Authenticator::default())
+        let (key, _) = stowage_workflows::sealing::MasterKey::generate().unwrap();
+        let entities = Entities::new(store, Arc::new(key));
+        let runtime = server_runtime(entities.clone(), WorkflowSettings::default()).unwrap();
+        AppState::new(runtime, entities, Authenticator::default())
     }
 
     #[tokio::test]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use stowage::auth::{Authenticator, OidcConfig, OidcVerifier, RoleMapping};
 use stowage_engine::Store;
+use stowage_workflows::entity::Entities;
+use stowage_workflows::sealing::MasterKey;
 
 /// A running API server.
 pub struct ApiServer {
@@ -18,21 +20,28 @@ pub struct ApiServer {
 impl ApiServer {
     /// Serves the routes on `store` (opened with [`stowage::open_store`] or with the projections
     /// the test needs) with `auth`, on an ephemeral loopback port.
+    /// Secrets are sealed with a new master key.
     pub async fn start(store: Arc<Store>, auth: Authenticator) -> std::io::Result<Self> {
-        let runtime = stowage::server_runtime(store.clone(), stowage::WorkflowSettings::default())
-            .map_err(std::io::Error::other)?;
-        Self::start_with(runtime, auth).await
+        let entities = test_entities(store);
+        let runtime =
+            stowage::server_runtime(entities.clone(), stowage::WorkflowSettings::default())
+                .map_err(std::io::Error::other)?;
+        Self::start_with(runtime, entities, auth).await
     }
 
-    /// Serves the routes over `runtime` (and its store) with `auth`.
+    /// Serves the routes over `runtime` (and its store, where `entities` are kept) with `auth`.
     pub async fn start_with(
         runtime: stowage_engine::Runtime,
+        entities: Entities,
         auth: Authenticator,
     ) -> std::io::Result<Self> {
         let store = runtime.store().clone();
         // The scheduler, as `stowage server` runs it: new backup schedules get their ticks.
-        tokio::spawn(stowage_workflows::schedule::run_scheduler(runtime.clone()));
-        let routes = stowage::routes(stowage::AppState::new(runtime, auth));
+        tokio::spawn(stowage_workflows::schedule::run_scheduler(
+            runtime.clone(),
+            entities.clone(),
+        ));
+        let routes = stowage::routes(stowage::AppState::new(runtime, entities, auth));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -55,6 +64,15 @@ impl ApiServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+}
+
+/// The entities of `store`, their secrets sealed with a new master key (each call a new key:
+/// keep the result for everything that reads the same store).
+pub fn test_entities(store: Arc<Store>) -> Entities {
+    // A test has randomness, or nothing works.
+    #[allow(clippy::expect_used)]
+    let (key, _) = MasterKey::generate().expect("random bytes for a master key");
+    Entities::new(store, Arc::new(key))
 }
 
 /// An authenticator trusting the test OIDC issuer, with these admin and operator groups.

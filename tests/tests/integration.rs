@@ -17,3 +17,4 @@ mod rules;
 mod server;
 mod staged_backups;
 mod store_faults;
+mod tls;

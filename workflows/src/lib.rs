@@ -26,6 +26,7 @@ pub mod restore;
 pub mod rule;
 pub mod schedule;
 pub mod schedule_policy;
+pub mod sealing;
 pub mod services;
 pub mod sync;
 pub mod validate;

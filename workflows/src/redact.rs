@@ -22,6 +22,29 @@ fn is_secret(field: &str) -> bool {
     SECRET_FIELDS.contains(&field)
 }
 
+/// Calls `visit` with the name and text of every secret string in `value`, at any depth, and
+/// stops at its first error.
+pub(crate) fn try_for_each_secret<E>(
+    value: &mut Value,
+    visit: &mut impl FnMut(&str, &mut String) -> Result<(), E>,
+) -> Result<(), E> {
+    match value {
+        Value::Object(fields) => {
+            for (name, field) in fields.iter_mut() {
+                match field {
+                    Value::String(text) if is_secret(name) => visit(name, text)?,
+                    other => try_for_each_secret(other, visit)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .try_for_each(|item| try_for_each_secret(item, visit)),
+        _ => Ok(()),
+    }
+}
+
 /// Replaces every secret in `value` (an entity spec, or an event holding one) by [`REDACTED`].
 pub fn redact(value: &mut Value) {
     match value {

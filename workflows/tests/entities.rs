@@ -39,7 +39,8 @@ fn rule(name: &str, team: &str) -> NewEntity {
 async fn entities_keep_names_unique_versions_checked_and_rebuild_identically() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let entities = Entities::new(store.clone());
+    let (key, _) = stowage_workflows::sealing::MasterKey::generate().unwrap();
+    let entities = Entities::new(store.clone(), Arc::new(key));
 
     let quiesce = entities
         .create(rule("quiesce", "db"), "alice", "alice")

@@ -1,8 +1,9 @@
 //! The bootstrap admin token: generated on the server's first start, kept in a file only its
 //! owner can read (0600), printed once, and accepted as an admin for first setup.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::private_file::{self, PrivateFileError};
 
 /// The subject of the bootstrap token's principal (never an OIDC subject: it has a colon prefix).
 pub const BOOTSTRAP_SUBJECT: &str = "stowage:bootstrap-admin";
@@ -24,25 +25,9 @@ impl std::fmt::Debug for BootstrapToken {
 /// Why the bootstrap token could not be read or created.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    /// The file could not be read or written.
-    #[error("bootstrap token file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file exists but others may read it.
-    #[error(
-        "bootstrap token file {path} is readable by others (mode {mode:o}); run `chmod 600 {path}`"
-    )]
-    Exposed {
-        /// The file.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The file could not be read or written, or others may read it.
+    #[error("bootstrap token file {0}")]
+    File(#[from] PrivateFileError),
     /// The file does not hold a token.
     #[error("bootstrap token file {0} is empty or malformed; delete it to generate a new token")]
     Malformed(PathBuf),
@@ -64,36 +49,18 @@ const PREFIX: &str = "stowage-bootstrap-";
 impl BootstrapToken {
     /// Reads the token in `path`, or generates one there (mode 0600) when the file is missing.
     pub fn load_or_create(path: &Path) -> Result<Bootstrap, BootstrapError> {
-        let io = |source| BootstrapError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                check_private(path)?;
-                let token = text.trim();
-                if !token.starts_with(PREFIX) || token.len() < PREFIX.len() + 32 {
-                    return Err(BootstrapError::Malformed(path.to_path_buf()));
-                }
-                Ok(Bootstrap::Existing(Self::from_token(token, path)))
+        if let Some(text) = private_file::read(path)? {
+            let token = text.trim();
+            if !token.starts_with(PREFIX) || token.len() < PREFIX.len() + 32 {
+                return Err(BootstrapError::Malformed(path.to_path_buf()));
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = [0u8; 32];
-                getrandom::fill(&mut secret)
-                    .map_err(|err| BootstrapError::Random(err.to_string()))?;
-                let token = format!("{PREFIX}{}", blake3::Hash::from_bytes(secret).to_hex());
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(io)?;
-                file.write_all(format!("{token}\n").as_bytes())
-                    .map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Bootstrap::Created(Self::from_token(&token, path), token))
-            }
-            Err(err) => Err(io(err)),
+            return Ok(Bootstrap::Existing(Self::from_token(token, path)));
         }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|err| BootstrapError::Random(err.to_string()))?;
+        let token = format!("{PREFIX}{}", blake3::Hash::from_bytes(secret).to_hex());
+        private_file::create(path, &format!("{token}\n"))?;
+        Ok(Bootstrap::Created(Self::from_token(&token, path), token))
     }
 
     fn from_token(token: &str, path: &Path) -> Self {
@@ -112,31 +79,6 @@ impl BootstrapToken {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path) -> Result<(), BootstrapError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|source| BootstrapError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(BootstrapError::Exposed {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path) -> Result<(), BootstrapError> {
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,14 @@ pub enum ClientError {
         /// What failed.
         reason: String,
     },
+    /// The CA file given to trust the server's certificate cannot be used.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The server answered with an error.
     #[error("{message}{hint}")]
     Api {
@@ -43,6 +51,29 @@ pub enum ClientError {
     },
 }
 
+/// What went wrong sending a request, with its causes, and the next step for a certificate the
+/// CLI does not trust.
+fn send_failure(err: &reqwest::Error) -> String {
+    let mut reason = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        reason.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    if reason.contains("UnknownIssuer") || reason.contains("unknown issuer") {
+        reason.push_str(
+            "\n  the server's certificate is signed by a CA this machine does not trust: give \
+             that CA's certificate with --ca-file (or STOWAGE_CA_FILE)",
+        );
+    } else if reason.contains("NotValidForName") || reason.contains("not valid for name") {
+        reason.push_str(
+            "\n  the server's certificate does not name this address: use the host name it was \
+             issued for in --server",
+        );
+    }
+    reason
+}
+
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -52,15 +83,31 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of `server` presenting `token`.
-    pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|err| ClientError::Unreachable {
-                server: server.to_string(),
-                reason: err.to_string(),
-            })?;
+    /// A client of `server` presenting `token`, trusting the CA certificates in `ca_file` (PEM)
+    /// besides the system's.
+    pub fn new(
+        server: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, ClientError> {
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        if let Some(path) = ca_file {
+            let ca_error = |reason: String| ClientError::CaFile {
+                path: path.to_path_buf(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|err| ca_error(err.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|err| ca_error(format!("not PEM certificates ({err})")))?;
+            if certs.is_empty() {
+                return Err(ca_error("holds no CERTIFICATE block".into()));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder.build().map_err(|err| ClientError::Unreachable {
+            server: server.to_string(),
+            reason: err.to_string(),
+        })?;
         Ok(Self {
             server: server.trim_end_matches('/').to_string(),
             token,
@@ -91,7 +138,7 @@ impl Client {
             .await
             .map_err(|err| ClientError::Unreachable {
                 server: self.server.clone(),
-                reason: err.to_string(),
+                reason: send_failure(&err),
             })?;
         if response.status().is_success() {
             return Ok(response);

@@ -22,6 +22,9 @@ pub struct ClientConfig {
     /// The bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for the server's certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why the file could not be read or written.
@@ -126,6 +129,7 @@ mod tests {
         let config = ClientConfig {
             server: Some("http://127.0.0.1:1".into()),
             token: Some("secret".into()),
+            ca_file: Some(dir.path().join("ca.pem")),
         };
         config.save(&path).unwrap();
         assert_eq!(ClientConfig::load(&path).unwrap(), config);

@@ -11,7 +11,7 @@ pub mod schedules;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
@@ -39,6 +39,10 @@ pub struct ClientFlags {
     /// The bearer token (else the configuration file's).
     #[arg(long, env = "STOWAGE_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM file of CA certificates to trust for an HTTPS server (else the configuration
+    /// file's; the system's CAs are trusted too).
+    #[arg(long, env = "STOWAGE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table, global = true)]
     pub output: Format,
@@ -57,6 +61,10 @@ pub enum Command {
         /// The token: an OIDC access token or the bootstrap admin token; `-` reads it from stdin.
         #[arg(long)]
         token: String,
+        /// A PEM file of CA certificates to trust for the server's certificate (kept in the
+        /// configuration file).
+        #[arg(long, env = "STOWAGE_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Shows who the server takes you for.
     Whoami(ClientFlags),
@@ -170,7 +178,7 @@ pub struct ServerArgs {
     /// Folder of the embedded database; created if missing.
     #[arg(long, env = "STOWAGE_DATA_DIR", default_value = "./stowage-data")]
     pub data_dir: PathBuf,
-    /// Address to listen on (loopback only until TLS is configured).
+    /// Address to listen on (loopback only unless --tls-cert is given).
     #[arg(long, env = "STOWAGE_LISTEN", default_value = "127.0.0.1:8432")]
     pub listen: SocketAddr,
     /// OIDC issuer URL whose access tokens are accepted (discovered at start).
@@ -199,6 +207,18 @@ pub struct ServerArgs {
     /// The image data-mover Jobs run (it must hold the `stowage` binary).
     #[arg(long, env = "STOWAGE_MOVER_IMAGE")]
     pub mover_image: Option<String>,
+    /// File of the master key that seals stored secrets (mode 0600; generated on the first
+    /// start). Default: `master-key` in the data folder. The key can instead be given as base64
+    /// in the STOWAGE_MASTER_KEY environment variable.
+    #[arg(long, env = "STOWAGE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// PEM file of the certificate chain to serve HTTPS with (with --tls-key). Without it the
+    /// server speaks plain HTTP and listens on loopback only.
+    #[arg(long, env = "STOWAGE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key.
+    #[arg(long, env = "STOWAGE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `stowage admin` commands.
@@ -255,7 +275,8 @@ pub fn client(flags: &ClientFlags) -> Result<Client, CliError> {
         .or(file.server)
         .unwrap_or_else(|| DEFAULT_SERVER.to_string());
     let token = flags.token.clone().or(file.token);
-    Ok(Client::new(&server, token)?)
+    let ca_file = flags.ca_file.clone().or(file.ca_file);
+    Ok(Client::new(&server, token, ca_file.as_deref())?)
 }
 
 pub(crate) fn print(text: &str) -> Result<(), CliError> {
@@ -264,7 +285,7 @@ pub(crate) fn print(text: &str) -> Result<(), CliError> {
 }
 
 /// `stowage login`: checks the token with the server, then stores both.
-pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
+pub async fn login(server: &str, token: &str, ca_file: Option<&Path>) -> Result<(), CliError> {
     let token = if token == "-" {
         let mut line = String::new();
         std::io::stdin()
@@ -277,12 +298,13 @@ pub async fn login(server: &str, token: &str) -> Result<(), CliError> {
     if token.is_empty() {
         return Err(CliError::Usage("the token is empty".into()));
     }
-    let client = Client::new(server, Some(token.clone()))?;
+    let client = Client::new(server, Some(token.clone()), ca_file)?;
     let who: crate::auth::Principal = client.get("/v1/whoami").await?;
     let path = ClientConfig::default_path()?;
     ClientConfig {
         server: Some(client.server().to_string()),
         token: Some(token),
+        ca_file: ca_file.map(Path::to_path_buf),
     }
     .save(&path)?;
     print(&format!(

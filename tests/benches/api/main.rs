@@ -34,7 +34,7 @@ use stowage_tests::bench::{main_under_cargo_bench, setting};
 use stowage_workflows::backup::BackupSpec;
 use stowage_workflows::backup::workflow::{METADATA_NAME, METADATA_SPEC};
 use stowage_workflows::catalog::{Catalog, CatalogQuery};
-use stowage_workflows::entity::{Entities, Kind, NewEntity};
+use stowage_workflows::entity::{Kind, NewEntity};
 use stowage_workflows::sync::SYNC_WORKFLOW;
 
 /// The user the catalog is filled as.
@@ -66,7 +66,8 @@ async fn run() -> anyhow::Result<()> {
     let folder = tempfile::tempdir().context("a work folder")?;
 
     let store = Arc::new(stowage::open_store(&folder.path().join("db")).context("the store")?);
-    let runtime = stowage::server_runtime(store.clone(), stowage::WorkflowSettings::default())
+    let entities = stowage_tests::api_server::test_entities(store.clone());
+    let runtime = stowage::server_runtime(entities.clone(), stowage::WorkflowSettings::default())
         .context("the runtime")?;
 
     let started = Instant::now();
@@ -76,7 +77,7 @@ async fn run() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let location_id = Entities::new(store.clone())
+    let location_id = entities
         .create(
             NewEntity {
                 kind: Kind::Location,
@@ -126,7 +127,7 @@ async fn run() -> anyhow::Result<()> {
         Bootstrap::Existing(_) => anyhow::bail!("{} already existed", token_path.display()),
     };
     let auth = Authenticator::new(Some(bootstrap), None, RoleMapping::default());
-    let server = ApiServer::start_with(runtime, auth)
+    let server = ApiServer::start_with(runtime, entities, auth)
         .await
         .context("serving the API")?;
 

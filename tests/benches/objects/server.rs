@@ -53,7 +53,8 @@ impl Server {
             )
             .context("opening the store")?,
         );
-        let entities = Entities::new(store.clone());
+        let (key, _) = stowage_workflows::sealing::MasterKey::generate()?;
+        let entities = Entities::new(store.clone(), Arc::new(key));
         let services = Services::new(entities.clone());
         let runtime = Runtime::new(
             store,

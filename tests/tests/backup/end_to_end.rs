@@ -27,7 +27,7 @@ use crate::kubesim::{TestCluster, eventually};
 pub(crate) const MOVER_IMAGE: &str = "stowage/stowage";
 
 /// The `stowage` binary next to this test binary (`target/debug/stowage`).
-pub(super) fn stowage_binary() -> PathBuf {
+pub(crate) fn stowage_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe.parent().unwrap().parent().unwrap().join("stowage");
     assert!(

@@ -10,6 +10,7 @@ mod restore;
 mod routes;
 mod schedule_routes;
 mod schedules;
+mod sealed;
 mod served;
 mod server;
 mod stored;

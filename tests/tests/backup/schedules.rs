@@ -48,6 +48,8 @@ struct World {
     cluster: TestCluster,
     clock: ManualClock,
     data: tempfile::TempDir,
+    /// The master key every server of this world seals secrets with.
+    master_key: Arc<stowage_workflows::sealing::MasterKey>,
     bucket: tempfile::TempDir,
 }
 
@@ -74,6 +76,7 @@ impl World {
             cluster,
             clock: ManualClock::new(at(now).timestamp_millis()),
             data: tempfile::tempdir().unwrap(),
+            master_key: Arc::new(stowage_workflows::sealing::MasterKey::generate().unwrap().0),
             bucket: tempfile::tempdir().unwrap(),
         }
     }
@@ -99,15 +102,17 @@ impl World {
                 clock: Some(clock),
                 ..Default::default()
             };
-            let runtime = stowage::server_runtime(store, settings).unwrap();
+            let entities = Entities::new(store, self.master_key.clone());
+            let runtime = stowage::server_runtime(entities.clone(), settings).unwrap();
             runtime.recover().await.unwrap();
-            tokio::spawn(run_scheduler(runtime.clone()));
-            runtime
+            tokio::spawn(run_scheduler(runtime.clone(), entities.clone()));
+            (runtime, entities)
         });
+        let (runtime, entities) = runtime;
         let store = runtime.store().clone();
         Server {
             tokio,
-            entities: Entities::new(store.clone()),
+            entities,
             catalog: Catalog::new(store),
             runtime,
         }

@@ -20,16 +20,16 @@ use super::end_to_end::{
 use crate::kubesim::{TestCluster, eventually};
 
 /// A `stowage server` process on a data folder; SIGKILLed when dropped.
-struct ServerProcess {
+pub(super) struct ServerProcess {
     child: Child,
-    url: String,
+    pub(super) url: String,
     data_dir: PathBuf,
 }
 
 impl ServerProcess {
     /// Starts the server on `data_dir` (an ephemeral port) and reads its address from stderr;
     /// the bootstrap token, when this start made it, goes to `token`.
-    fn start(data_dir: &Path, token: &mut Option<String>) -> Self {
+    pub(super) fn start(data_dir: &Path, token: &mut Option<String>) -> Self {
         let mut child = Command::new(stowage_binary())
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -63,7 +63,7 @@ impl ServerProcess {
     }
 
     /// Kills the server at once, as a crash would.
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -76,14 +76,14 @@ impl Drop for ServerProcess {
 }
 
 /// Runs the CLI against a server; its own home, so no configuration file is shared.
-struct Cli {
+pub(super) struct Cli {
     url: String,
     token: String,
     home: tempfile::TempDir,
 }
 
 impl Cli {
-    fn new(server: &ServerProcess, token: &str) -> Self {
+    pub(super) fn new(server: &ServerProcess, token: &str) -> Self {
         Self {
             url: server.url.clone(),
             token: token.to_string(),
@@ -110,7 +110,7 @@ impl Cli {
     }
 
     /// Runs `stowage args...`; returns stdout, failing the test with stderr if it fails.
-    async fn run(&self, args: &[&str]) -> String {
+    pub(super) async fn run(&self, args: &[&str]) -> String {
         let output = self.output(args).await;
         assert!(
             output.status.success(),
@@ -134,7 +134,12 @@ impl Cli {
     }
 
     /// Calls the REST API directly.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = reqwest::Client::new()
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.token);

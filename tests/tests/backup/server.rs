@@ -36,7 +36,7 @@ impl Server {
             )
             .unwrap(),
         );
-        let entities = Entities::new(store.clone());
+        let entities = stowage_tests::api_server::test_entities(store.clone());
         let mut services = Services::new(entities.clone());
         configure(Arc::get_mut(&mut services).unwrap());
         let runtime = Runtime::new(

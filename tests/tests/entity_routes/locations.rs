@@ -272,8 +272,7 @@ async fn locations_name_credentials_whose_keys_are_never_shown() {
     );
 
     // The stored location resolves to the credential's keys, as a backup will use it.
-    let record = users.api.store.clone();
-    let entities = stowage_workflows::entity::Entities::new(record);
+    let entities = users.entities.clone();
     let (_, list) = users.call("bob", M::GET, "/v1/locations", None).await;
     let id = list["items"][0]["id"].as_str().unwrap();
     let stored = entities

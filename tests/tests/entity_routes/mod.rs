@@ -19,6 +19,8 @@ use stowage_tests::services;
 /// kept so that a test can check what ever left the server.
 pub struct Users {
     pub api: ApiServer,
+    /// The entities the server keeps, opened with its master key.
+    pub entities: stowage_workflows::entity::Entities,
     tokens: std::collections::HashMap<&'static str, String>,
     answers: Mutex<Vec<String>>,
     _dir: tempfile::TempDir,
@@ -42,10 +44,14 @@ impl Users {
             },
             ..Default::default()
         };
-        let runtime = stowage::server_runtime(store, settings).unwrap();
+        let entities = stowage_tests::api_server::test_entities(store);
+        let runtime = stowage::server_runtime(entities.clone(), settings).unwrap();
         runtime.recover().await.unwrap();
         Users {
-            api: ApiServer::start_with(runtime, auth).await.unwrap(),
+            api: ApiServer::start_with(runtime, entities.clone(), auth)
+                .await
+                .unwrap(),
+            entities,
             tokens,
             answers: Mutex::new(Vec::new()),
             _dir: dir,

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 pub use events::events_json;
 pub use projection::{ENTITIES_PROJECTION, EntitiesProjection};
-pub use repository::{Entities, EntityError, ListQuery, NewEntity, Page};
+pub use repository::{
+    Entities, EntityError, ListQuery, NewEntity, Page, SealingReport, sealing_report,
+};
 
 /// What sort of entity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use stowage_engine::{EventPayload, ExpectedSeq, NewEvent, Store};
 use super::events::{Created, Deleted, Shared, Updated};
 use super::projection::{ENTITIES_PROJECTION, NAME_TAKEN, record_key, records_prefix};
 use super::{Kind, Record, Share, stream};
+use crate::sealing::{MasterKey, SealError};
 use crate::validate::FieldError;
 
 /// Why an entity command failed.
@@ -53,6 +54,9 @@ pub enum EntityError {
     /// The event store failed.
     #[error(transparent)]
     Store(#[from] stowage_engine::Error),
+    /// A secret could not be sealed or opened with the server's master key.
+    #[error(transparent)]
+    Secret(#[from] SealError),
     /// A stored record cannot be read.
     #[error("stored {kind} `{id}` is unreadable: {reason}")]
     Corrupt {
@@ -98,10 +102,12 @@ pub struct Page {
     pub next_after: Option<String>,
 }
 
-/// Entities on an event store.
+/// Entities on an event store, their secrets sealed with the server's master key: sealed before
+/// they are stored, opened when a record is read.
 #[derive(Debug, Clone)]
 pub struct Entities {
     store: Arc<Store>,
+    key: Arc<MasterKey>,
 }
 
 fn encode<T: stowage_engine::EventPayload>(payload: &T) -> Result<NewEvent, EntityError> {
@@ -109,9 +115,33 @@ fn encode<T: stowage_engine::EventPayload>(payload: &T) -> Result<NewEvent, Enti
 }
 
 impl Entities {
-    /// Entities kept in `store`, which must have the [`super::EntitiesProjection`].
-    pub fn new(store: Arc<Store>) -> Self {
-        Self { store }
+    /// Entities kept in `store`, which must have the [`super::EntitiesProjection`], their
+    /// secrets sealed with `key`.
+    pub fn new(store: Arc<Store>, key: Arc<MasterKey>) -> Self {
+        Self { store, key }
+    }
+
+    /// The master key secrets are sealed with.
+    pub fn master_key(&self) -> &Arc<MasterKey> {
+        &self.key
+    }
+
+    /// `spec` of entity `id` of `kind` with its secrets sealed: what is stored.
+    fn sealed(
+        &self,
+        kind: Kind,
+        id: &str,
+        mut spec: serde_json::Value,
+    ) -> Result<String, EntityError> {
+        self.key.seal_spec(&stream(kind, id), &mut spec)?;
+        Ok(spec.to_string())
+    }
+
+    /// `record` as stored, with its secrets opened.
+    fn opened(&self, mut record: Record) -> Result<Record, EntityError> {
+        self.key
+            .open_spec(&stream(record.kind, &record.id), &mut record.spec)?;
+        Ok(record)
     }
 
     /// The store the entities are kept in.
@@ -133,7 +163,7 @@ impl Entities {
             name: entity.name.clone(),
             owner: owner.to_string(),
             labels: entity.labels,
-            spec: entity.spec.to_string(),
+            spec: self.sealed(entity.kind, &id, entity.spec)?,
         };
         let appended = self
             .store
@@ -166,13 +196,12 @@ impl Entities {
         else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|err| EntityError::Corrupt {
-                kind: kind.as_str(),
-                id: id.to_string(),
-                reason: err.to_string(),
-            })
+        let record = serde_json::from_slice(&bytes).map_err(|err| EntityError::Corrupt {
+            kind: kind.as_str(),
+            id: id.to_string(),
+            reason: err.to_string(),
+        })?;
+        self.opened(record).map(Some)
     }
 
     /// The last spec entity `id` of `kind` had, deleted or not (read from its stream): what a
@@ -189,15 +218,16 @@ impl Entities {
                 Updated::KIND => event.decode::<Updated>()?.spec,
                 _ => continue,
             };
-            spec = Some(
-                serde_json::from_str(&text).map_err(|err| EntityError::Corrupt {
-                    kind: kind.as_str(),
-                    id: id.to_string(),
-                    reason: err.to_string(),
-                })?,
-            );
+            spec = Some(text);
         }
-        Ok(spec)
+        let Some(text) = spec else { return Ok(None) };
+        let mut spec = serde_json::from_str(&text).map_err(|err| EntityError::Corrupt {
+            kind: kind.as_str(),
+            id: id.to_string(),
+            reason: err.to_string(),
+        })?;
+        self.key.open_spec(&stream(kind, id), &mut spec)?;
+        Ok(Some(spec))
     }
 
     fn require(&self, kind: Kind, id: &str) -> Result<Record, EntityError> {
@@ -245,7 +275,7 @@ impl Entities {
                 let next_after = items.last().map(|last: &Record| last.id.clone());
                 return Ok(Page { items, next_after });
             }
-            items.push(record);
+            items.push(self.opened(record)?);
         }
         Ok(Page {
             items,
@@ -314,7 +344,7 @@ impl Entities {
         self.require(kind, id)?;
         let updated = Updated {
             labels,
-            spec: spec.to_string(),
+            spec: self.sealed(kind, id, spec)?,
         };
         self.append_to(kind, id, expected, encode(&updated)?, actor)
             .await?;
@@ -348,4 +378,33 @@ impl Entities {
         self.append_to(kind, id, expected, encode(&Deleted {})?, actor)
             .await
     }
+}
+
+/// How the secrets stored in a database are sealed: what a server checks at start-up before it
+/// chooses or makes its master key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealingReport {
+    /// The ids of the master keys that sealed stored secrets.
+    pub key_ids: std::collections::BTreeSet<String>,
+    /// Stored secrets that are not sealed (written before sealing existed).
+    pub clear: usize,
+}
+
+/// How the secrets of every entity in `store` are sealed, read without opening any.
+pub fn sealing_report(store: &Store) -> Result<SealingReport, EntityError> {
+    let mut report = SealingReport::default();
+    for kind in Kind::ALL {
+        for (key, value) in store.projection_scan(ENTITIES_PROJECTION, &records_prefix(kind))? {
+            let mut record: Record =
+                serde_json::from_slice(&value).map_err(|err| EntityError::Corrupt {
+                    kind: kind.as_str(),
+                    id: String::from_utf8_lossy(&key).to_string(),
+                    reason: err.to_string(),
+                })?;
+            let (key_ids, clear) = crate::sealing::sealing_of(&mut record.spec);
+            report.key_ids.extend(key_ids);
+            report.clear += clear;
+        }
+    }
+    Ok(report)
 }

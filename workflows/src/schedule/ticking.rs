@@ -65,8 +65,10 @@ pub async fn ensure_ticking(
 }
 
 /// [`ensure_ticking`] for every backup schedule. Returns how many chains were started.
-pub async fn ensure_all_ticking(runtime: &Runtime) -> Result<usize, TickingError> {
-    let entities = Entities::new(runtime.store().clone());
+pub async fn ensure_all_ticking(
+    runtime: &Runtime,
+    entities: &Entities,
+) -> Result<usize, TickingError> {
     let mut started = 0;
     for record in entities.all(Kind::BackupSchedule)? {
         if ensure_ticking(runtime, &record.id).await?.is_some() {
@@ -83,9 +85,9 @@ pub const REPAIR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 /// The scheduler: gives every backup schedule a chain of ticks now, then each new schedule one as
 /// it is created, and every [`REPAIR_INTERVAL`] restarts any chain that stopped. Runs until the
 /// store closes; the server runs it beside the API.
-pub async fn run_scheduler(runtime: Runtime) -> Result<(), TickingError> {
+pub async fn run_scheduler(runtime: Runtime, entities: Entities) -> Result<(), TickingError> {
     let head = runtime.store().global_head();
-    let started = ensure_all_ticking(&runtime).await?;
+    let started = ensure_all_ticking(&runtime, &entities).await?;
     tracing::info!(started, "scheduler running");
     let mut events = std::pin::pin!(runtime.store().subscribe(head));
     let mut repair = tokio::time::interval(REPAIR_INTERVAL);
@@ -102,7 +104,7 @@ pub async fn run_scheduler(runtime: Runtime) -> Result<(), TickingError> {
                 }
             }
             _ = repair.tick() => {
-                let restarted = ensure_all_ticking(&runtime).await?;
+                let restarted = ensure_all_ticking(&runtime, &entities).await?;
                 if restarted > 0 {
                     tracing::warn!(restarted, "schedule chains that had stopped started again");
                 }
