@@ -1,6 +1,7 @@
 //! Cluster grants at the door: a backup, restore or backup schedule on a cluster shared with the
 //! caller is refused (403, nothing started) when it reaches namespaces the cluster's grants do
-//! not give the caller, and only the cluster's owner or an admin may change its grants.
+//! not give the caller; the application view shows it only those namespaces; and only the
+//! cluster's owner or an admin may change its grants.
 //!
 //! The cluster's owner and admins are not bound by grants; everyone else who may use the cluster
 //! through a share is. Matching lives in `stowage_workflows::grants`.
@@ -41,6 +42,21 @@ fn caller(principal: &Principal) -> Caller<'_> {
         subject: &principal.subject,
         groups: &principal.groups,
     }
+}
+
+/// Keeps in `namespaces` (the application view's) only those `principal` may use on `cluster`.
+pub(crate) fn keep_granted<T>(
+    principal: &Principal,
+    cluster: &Record,
+    namespaces: &mut Vec<T>,
+    name: impl Fn(&T) -> &str,
+) {
+    if !bound(principal, cluster) {
+        return;
+    }
+    let grants = grants::of_spec(&cluster.spec);
+    namespaces
+        .retain(|namespace| grants::grants_namespace(&grants, caller(principal), name(namespace)));
 }
 
 /// Refuses backup `spec` of `cluster` unless `principal` may back up every namespace it names.

@@ -144,6 +144,13 @@ pub fn has_grant(grants: &[Grant], caller: Caller<'_>) -> bool {
     grants.iter().any(|grant| caller.is(&grant.to))
 }
 
+/// Whether `caller` is granted `namespace`.
+pub fn grants_namespace(grants: &[Grant], caller: Caller<'_>, namespace: &str) -> bool {
+    granted(grants, caller)
+        .iter()
+        .any(|pattern| pattern.matches(namespace))
+}
+
 /// Which of `namespaces` `caller` is not granted, sorted and each once; `None` when all are.
 pub fn refused<'n>(
     grants: &[Grant],

@@ -2,8 +2,9 @@
 //! cluster and backs up any namespace; carol (an operator through `data-team`, with the cluster
 //! shared to that group) backs up from and restores into only the namespaces granted to her
 //! group (`team-*`) or to her (`reports`). Everything else is refused with a 403 naming the
-//! namespaces, and nothing of hers is recorded; schedules are held to the same grants; invalid
-//! patterns are named; only the owner changes grants.
+//! namespaces, and nothing of hers is recorded; schedules are held to the same grants; the
+//! application view shows her only her namespaces; invalid patterns are named; only the owner
+//! changes grants.
 
 use reqwest::Method as M;
 use serde_json::{Value, json};
@@ -168,6 +169,22 @@ async fn a_sharee_backs_up_and_restores_only_granted_namespaces() {
     let (status, record) = set_grants(&users, "bob", &cluster_id, grants.clone()).await;
     assert_eq!(status, 200, "{record}");
     assert_eq!(record["spec"]["grants"], grants, "{record}");
+    // The application view shows her only the granted namespaces; the owner sees them all.
+    let shown = |view: &Value| -> Vec<String> {
+        view["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|namespace| namespace["namespace"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let path = format!("/v1/clusters/{cluster_id}/resources");
+    let (status, view) = users.call("carol", M::GET, &path, None).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(shown(&view), ["reports", "team-a"], "{view}");
+    let (_, view) = users.call("bob", M::GET, &path, None).await;
+    assert!(shown(&view).contains(&"kube-system".to_string()), "{view}");
+
     // A sharee with full rights still may not change the grants that bind it.
     let (status, body) = set_grants(
         &users,
