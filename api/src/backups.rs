@@ -22,6 +22,7 @@ use crate::authz::{self, Owned};
 use crate::catalog_state::CatalogState;
 use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected};
 use crate::error::ApiError;
+use crate::grants;
 use crate::listing::{Filter as ListFilter, catalog_query};
 
 /// Body of `POST /v1/backups`.
@@ -71,7 +72,7 @@ pub(crate) fn visible_backup(
 #[utoipa::path(post, path = "/v1/backups", tag = "backups", request_body = CreateBackup,
     params(("idempotency-key" = Option<String>, Header, description = "A repeated request with the same key returns the first backup")),
     responses((status = 202, description = "Started; the catalog record"),
-              (status = 403, description = "Starting needs the operator role", body = ApiError),
+              (status = 403, description = "Starting needs the operator role; or the cluster is shared with you and does not grant you every namespace named (details: namespaces, cluster)", body = ApiError),
               (status = 422, description = "Invalid, or names a cluster, location or rule you may not use", body = ApiError)))]
 pub(crate) async fn create(
     state: CatalogState,
@@ -85,13 +86,14 @@ pub(crate) async fn create(
     check_name(&mut problems, "name", &body.name);
     problems.finish().map_err(invalid)?;
     let spec = BackupSpec::parse(&body.spec).map_err(invalid)?;
-    state.usable(
+    let cluster = state.usable(
         &principal,
         Kind::Cluster,
         "spec.cluster",
         &spec.cluster,
         ShareLevel::View,
     )?;
+    grants::check_backup(&principal, &cluster, &spec)?;
     state.usable(
         &principal,
         Kind::Location,
@@ -233,6 +235,7 @@ pub(crate) async fn cancel(
 /// Runs a failed or cancelled backup again, with the same id and spec.
 #[utoipa::path(post, path = "/v1/backups/{id}/retry", tag = "backups", params(("id" = String, Path)),
     responses((status = 202, description = "Started again; the record"),
+              (status = 403, description = "The cluster is shared with you and no longer grants you every namespace it backs up", body = ApiError),
               (status = 409, description = "It did not fail and was not cancelled", body = ApiError)))]
 pub(crate) async fn retry(
     state: CatalogState,
@@ -258,6 +261,15 @@ pub(crate) async fn retry(
         .run_state(&record.run)
         .map_err(|err| ApiError::internal(&err))?
         .ok_or_else(|| ApiError::conflict(format!("the run of backup `{id}` is gone")))?;
+    // The grants are those of now, for the one retrying: a revoked grant stops a retry too.
+    if let Ok(spec) = serde_json::from_value::<BackupSpec>(previous.input["spec"].clone())
+        && let Some(cluster) = state
+            .entities
+            .get(Kind::Cluster, &spec.cluster)
+            .map_err(|err| ApiError::internal(&err))?
+    {
+        grants::check_backup(&principal, &cluster, &spec)?;
+    }
     let cluster = record.cluster.clone();
     state
         .runtime

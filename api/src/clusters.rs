@@ -156,12 +156,15 @@ pub(crate) async fn resources(
         .connect()
         .await
         .map_err(|err| ApiError::unavailable(format!("cluster `{}`: {err}", record.name)))?;
-    let found: Inventory = inventory(&client, &query).await.map_err(|err| match err {
+    let mut found: Inventory = inventory(&client, &query).await.map_err(|err| match err {
         InventoryError::UnknownKind(_) => ApiError::bad_parameter("kind", err.to_string()),
         InventoryError::Api { .. } => {
             ApiError::unavailable(format!("cluster `{}`: {err}", record.name))
         }
     })?;
+    crate::grants::keep_granted(&principal, &record, &mut found.namespaces, |namespace| {
+        &namespace.namespace
+    });
     Ok(warp::reply::with_status(warp::reply::json(&found), StatusCode::OK).into_response())
 }
 

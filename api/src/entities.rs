@@ -26,6 +26,7 @@ use crate::auth::Principal;
 use crate::authz;
 use crate::catalog_state::usable;
 use crate::error::ApiError;
+use crate::grants;
 use crate::preconditions::{etag, precondition_failed, requested_version};
 
 /// The largest request body accepted.
@@ -114,7 +115,10 @@ async fn checked_spec(
     if kind == Kind::BackupSchedule {
         let schedule = BackupScheduleSpec::parse(&spec).map_err(invalid)?;
         for (kind, field, id) in schedule.references() {
-            usable(entities, principal, kind, &field, id, ShareLevel::View)?;
+            let record = usable(entities, principal, kind, &field, id, ShareLevel::View)?;
+            if kind == Kind::Cluster {
+                grants::check_backup(principal, &record, &schedule.backup)?;
+            }
         }
     }
     if kind != Kind::Location {
@@ -394,6 +398,9 @@ async fn update(
     let mut spec = body.spec;
     redact::keep_unchanged_secrets(&mut spec, &record.spec);
     let spec = checked_spec(kind, &spec, &entities, &principal).await?;
+    if kind == Kind::Cluster {
+        grants::check_change(&principal, &record, &spec)?;
+    }
     let record = entities
         .update(kind, &id, version, body.labels, spec, &principal.subject)
         .await

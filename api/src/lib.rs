@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clusters;
 pub mod entities;
 pub mod error;
+mod grants;
 pub mod listing;
 pub mod master_key;
 pub mod metrics;

@@ -39,9 +39,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Completion { shell } => cli::completion(shell),
-        Command::Cluster { command } => {
-            cli::entities::run("clusters", command, cli::entities::cluster_add).await?
-        }
+        Command::Cluster { command } => cli::clusters::cluster(command).await?,
         Command::Location { command } => match command {
             cli::LocationCommand::Entity(command) => {
                 cli::entities::run("locations", command, cli::entities::location_add).await?

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::Deserialize;
 use stowage_engine::StartOptions;
-use stowage_workflows::catalog::{RestoreRecord, RestoreStatus};
+use stowage_workflows::catalog::{BackupRecord, RestoreRecord, RestoreStatus};
 use stowage_workflows::entity::{Kind, ShareLevel};
+use stowage_workflows::grants::restore_targets;
 use stowage_workflows::restore::workflow::{RESTORE_WORKFLOW, RestoreInput, RestoreSpec};
 use stowage_workflows::validate::{Problems, check_name};
 use warp::http::StatusCode;
@@ -20,6 +21,7 @@ use crate::backups::visible_backup;
 use crate::catalog_state::CatalogState;
 use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected};
 use crate::error::ApiError;
+use crate::grants;
 use crate::listing::{Filter as ListFilter, catalog_query};
 
 /// Body of `POST /v1/restores`.
@@ -59,10 +61,37 @@ fn visible_restore(
     Ok(record)
 }
 
+/// The namespaces backup `backup` holds: those its run selected, else those its spec names;
+/// `None` when neither is known (a synced backup of every namespace).
+fn held_namespaces(
+    state: &CatalogState,
+    backup: &BackupRecord,
+) -> Result<Option<Vec<String>>, ApiError> {
+    if !backup.run.is_empty()
+        && let Some(run) = state
+            .runtime
+            .run_state(&backup.run)
+            .map_err(|err| ApiError::internal(&err))?
+        && let Some(selected) = run
+            .outputs
+            .get("validate")
+            .and_then(|validated| validated.get("namespaces"))
+            .and_then(|namespaces| serde_json::from_value::<Vec<String>>(namespaces.clone()).ok())
+    {
+        return Ok(Some(selected));
+    }
+    let named: Vec<String> = backup
+        .spec
+        .get("namespaces")
+        .and_then(|namespaces| serde_json::from_value(namespaces.clone()).ok())
+        .unwrap_or_default();
+    Ok((!named.is_empty()).then_some(named))
+}
+
 /// Starts a restore.
 #[utoipa::path(post, path = "/v1/restores", tag = "restores", request_body = CreateRestore,
     responses((status = 202, description = "Started; the catalog record"),
-              (status = 403, description = "Restoring needs the operator role", body = ApiError),
+              (status = 403, description = "Restoring needs the operator role; or the target cluster is shared with you and does not grant you every namespace restored into (details: namespaces, cluster)", body = ApiError),
               (status = 409, description = "The backup is not restorable", body = ApiError),
               (status = 422, description = "Invalid, or names a backup or cluster you may not use", body = ApiError)))]
 pub(crate) async fn create(
@@ -108,7 +137,7 @@ pub(crate) async fn create(
             .entry("location")
             .or_insert_with(|| serde_json::Value::String(backup.location.clone()));
     }
-    let spec = RestoreSpec::parse(&spec).map_err(invalid)?;
+    let mut spec = RestoreSpec::parse(&spec).map_err(invalid)?;
     if spec.location != backup.location {
         state.usable(
             &principal,
@@ -118,13 +147,27 @@ pub(crate) async fn create(
             ShareLevel::View,
         )?;
     }
-    state.usable(
+    let cluster = state.usable(
         &principal,
         Kind::Cluster,
         "spec.cluster",
         &spec.cluster,
         ShareLevel::Restore,
     )?;
+    if grants::bound(&principal, &cluster) {
+        let held = held_namespaces(&state, &backup)?;
+        let targets = match (&held, spec.namespaces.is_empty()) {
+            (None, true) => None,
+            (held, _) => Some(restore_targets(&spec, held.as_deref().unwrap_or_default())),
+        };
+        grants::check_restore(&principal, &cluster, targets.as_deref())?;
+        // Restored as if named: cluster-scoped objects come back only as these namespaces need.
+        if spec.namespaces.is_empty()
+            && let Some(held) = held
+        {
+            spec.namespaces = held;
+        }
+    }
     let restore = uuid::Uuid::now_v7().to_string();
     let cluster = spec.cluster.clone();
     let input = RestoreInput {

@@ -1,9 +1,11 @@
 //! Registered clusters: how Stowage reaches one (a kubeconfig, or the cluster the server runs
 //! in), the validation of that spec, the kube-rs client built from it, and the live probe that
-//! says whether the cluster answers and which Kubernetes it runs.
+//! says whether the cluster answers and which Kubernetes it runs. Its grants (which namespaces
+//! the users it is shared with may use) are checked by [`crate::grants`].
 
 use serde::{Deserialize, Serialize};
 
+use crate::grants::{self, Grant};
 use crate::validate::{FieldError, Problems};
 
 /// How to reach a cluster.
@@ -20,6 +22,10 @@ pub struct ClusterSpec {
     /// The cluster Stowage itself runs in, through its service account.
     #[serde(default)]
     pub in_cluster: bool,
+    /// Which namespaces the users and groups it is shared with may back up from and restore
+    /// into (its owner and admins may use all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
 }
 
 /// Why a cluster cannot be reached or used.
@@ -107,6 +113,7 @@ impl ClusterSpec {
             },
             (None, true) => {}
         }
+        grants::check(&mut problems, &cluster.grants);
         problems.finish().map(|()| cluster)
     }
 
@@ -214,6 +221,27 @@ current-context: one
         assert_eq!(
             fields(json!({"kubeconfig": KUBECONFIG, "extra": 1})),
             ["spec"]
+        );
+    }
+
+    #[test]
+    fn grants_are_read_and_each_bad_pattern_is_named() {
+        let spec = ClusterSpec::parse(&json!({"in_cluster": true, "grants": [
+            {"to": {"group": "data-team"}, "namespaces": ["team-*"]}
+        ]}))
+        .unwrap();
+        assert_eq!(spec.grants[0].namespaces, ["team-*"]);
+        assert_eq!(
+            fields(json!({"in_cluster": true, "grants": [
+                {"to": {"user": "carol"}, "namespaces": ["team-a", "Team_B"]}
+            ]})),
+            ["spec.grants[0].namespaces[1]"]
+        );
+        let without = ClusterSpec::parse(&json!({"in_cluster": true})).unwrap();
+        assert_eq!(
+            serde_json::to_value(&without).unwrap(),
+            json!({"kubeconfig": null, "context": null, "in_cluster": true}),
+            "a spec without grants is stored as before"
         );
     }
 }

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod credential;
 pub mod entity;
+pub mod grants;
 pub mod inventory;
 pub mod kube_ops;
 pub mod labels;

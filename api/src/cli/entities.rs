@@ -287,7 +287,34 @@ fn records_table(records: &[Value], status: Option<&Value>) -> comfy_table::Tabl
             }
         )]);
     }
+    if let [record] = records {
+        for line in grant_lines(record) {
+            table.add_row(vec![line]);
+        }
+    }
     table
+}
+
+/// One line per grant of a cluster record: `grant: group data-team: team-*, shared`.
+fn grant_lines(record: &Value) -> Vec<String> {
+    let Some(grants) = record["spec"]["grants"].as_array() else {
+        return Vec::new();
+    };
+    grants
+        .iter()
+        .map(|grant| {
+            let to = match (grant["to"]["user"].as_str(), grant["to"]["group"].as_str()) {
+                (Some(user), _) => format!("user {user}"),
+                (None, Some(group)) => format!("group {group}"),
+                (None, None) => grant["to"].to_string(),
+            };
+            let namespaces: Vec<&str> = grant["namespaces"]
+                .as_array()
+                .map(|list| list.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!("grant: {to}: {}", namespaces.join(", "))
+        })
+        .collect()
 }
 
 /// Prints one record as `get` does.

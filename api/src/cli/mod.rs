@@ -3,6 +3,7 @@
 
 pub mod backups;
 pub mod client;
+pub mod clusters;
 pub mod config;
 pub mod entities;
 pub mod output;
@@ -83,11 +84,12 @@ pub enum Command {
         #[command(flatten)]
         client: ClientFlags,
     },
-    /// Registers, lists, shows (with live status) and removes clusters.
+    /// Registers, lists, shows (with live status and grants) and removes clusters; grants and
+    /// revokes namespaces to the users and groups they are shared with.
     Cluster {
         /// What to do.
         #[command(subcommand)]
-        command: entities::EntityCommand<entities::ClusterAdd>,
+        command: clusters::ClusterCommand,
     },
     /// Registers, lists, shows and removes backup locations (validated against their store).
     Location {

@@ -5,6 +5,7 @@
 mod collect;
 mod delete;
 pub(crate) mod end_to_end;
+mod grants;
 mod recovery;
 mod restore;
 mod routes;

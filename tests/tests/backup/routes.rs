@@ -15,7 +15,7 @@ use super::recovery::register;
 use crate::entity_routes::Users;
 
 /// Polls backup or restore `path` until it is no longer running.
-async fn settled(users: &Users, user: &str, path: &str) -> Value {
+pub(super) async fn settled(users: &Users, user: &str, path: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let (status, record) = users.call(user, M::GET, path, None).await;
@@ -371,7 +371,7 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
     no_temporaries(&client, "shop-copy").await;
 }
 
-async fn users_subject(users: &Users, user: &str) -> Value {
+pub(super) async fn users_subject(users: &Users, user: &str) -> Value {
     let (_, who) = users.call(user, M::GET, "/v1/whoami", None).await;
     who["subject"].clone()
 }

@@ -716,3 +716,98 @@ async fn a_server_killed_at_every_step_finishes_the_backup_and_the_restore() {
     data_came_back(&scene).await;
     no_temporaries(&scene.client, "shop").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_grants_namespaces_shows_them_and_revokes_them() {
+    let data = tempfile::tempdir().unwrap();
+    let mut token = None;
+    let server = ServerProcess::start(data.path(), &mut token);
+    let cli = Cli::new(&server, token.as_deref().unwrap());
+    cli.run(&["cluster", "add", "shared", "--in-cluster"]).await;
+
+    cli.run(&[
+        "cluster",
+        "grant",
+        "shared",
+        "--group",
+        "data-team",
+        "--namespaces",
+        "team-*,shared",
+    ])
+    .await;
+    cli.run(&[
+        "cluster",
+        "grant",
+        "shared",
+        "--user",
+        "carol",
+        "--namespaces",
+        "reports",
+    ])
+    .await;
+    let shown = cli.run(&["cluster", "get", "shared"]).await;
+    assert!(
+        shown.contains("grant: group data-team: team-*, shared")
+            && shown.contains("grant: user carol: reports"),
+        "{shown}"
+    );
+    let record = cli.json(&["cluster", "get", "shared"]).await;
+    assert_eq!(
+        record["spec"]["grants"],
+        json!([
+            {"to": {"group": "data-team"}, "namespaces": ["team-*", "shared"]},
+            {"to": {"user": "carol"}, "namespaces": ["reports"]},
+        ]),
+        "{record}"
+    );
+    assert_eq!(
+        record["spec"]["in_cluster"], true,
+        "the rest of the spec stays"
+    );
+
+    let refused = cli
+        .run_failing(&[
+            "cluster",
+            "grant",
+            "shared",
+            "--group",
+            "data-team",
+            "--namespaces",
+            "Team_A",
+        ])
+        .await;
+    assert!(
+        refused.contains("spec.grants[0].namespaces[2]"),
+        "{refused}"
+    );
+    let refused = cli
+        .run_failing(&["cluster", "grant", "shared", "--namespaces", "a"])
+        .await;
+    assert!(
+        refused.contains("--user") || refused.contains("--group"),
+        "{refused}"
+    );
+
+    cli.run(&[
+        "cluster",
+        "revoke",
+        "shared",
+        "--group",
+        "data-team",
+        "--namespaces",
+        "shared",
+    ])
+    .await;
+    cli.run(&["cluster", "revoke", "shared", "--user", "carol"])
+        .await;
+    let refused = cli
+        .run_failing(&["cluster", "revoke", "shared", "--user", "carol"])
+        .await;
+    assert!(refused.contains("grants user `carol` none"), "{refused}");
+    let record = cli.json(&["cluster", "get", "shared"]).await;
+    assert_eq!(
+        record["spec"]["grants"],
+        json!([{"to": {"group": "data-team"}, "namespaces": ["team-*"]}]),
+        "{record}"
+    );
+}
