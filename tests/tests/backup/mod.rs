@@ -2,6 +2,7 @@
 //! selection, and how collected objects come back in another cluster or the same one; and the
 //! delete and catalog sync workflows against repositories on a local folder and on S3.
 
+mod access_matrix;
 mod collect;
 mod delete;
 pub(crate) mod end_to_end;

@@ -39,7 +39,7 @@ impl Users {
         let store = Arc::new(stowage::open_store(dir.path()).unwrap());
         let auth = oidc_authenticator(&oidc, &["backup-admins"], operator_groups).await;
         let mut tokens = std::collections::HashMap::new();
-        for user in ["alice", "bob", "carol"] {
+        for user in ["alice", "bob", "carol", "dave"] {
             tokens.insert(user, oidc.token(oidc.user(user), None).await.unwrap());
         }
         // Data movers run the built `stowage` binary in kubesim clusters that map this image.
