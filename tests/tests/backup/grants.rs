@@ -17,22 +17,11 @@ use crate::entity_routes::Users;
 
 /// The last position of the audit stream.
 async fn last_event(users: &Users) -> u64 {
-    let mut after = 0;
-    loop {
-        let (status, page) = users
-            .call(
-                "alice",
-                M::GET,
-                &format!("/v1/events?after={after}&limit=1000"),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        if page["events"].as_array().unwrap().is_empty() {
-            return after;
-        }
-        after = page["next_after"].as_u64().unwrap();
-    }
+    users
+        .audit_events("alice")
+        .await
+        .last()
+        .map_or(0, |event| event["global_seq"].as_u64().unwrap())
 }
 
 /// The events after `after` that `subject` caused.

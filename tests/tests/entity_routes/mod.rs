@@ -89,6 +89,29 @@ impl Users {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// Every event of the audit stream `user` may see, a page at a time.
+    pub async fn audit_events(&self, user: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let (status, page) = self
+                .call(
+                    user,
+                    Method::GET,
+                    &format!("/v1/events?after={after}&limit=1000"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let batch = page["events"].as_array().unwrap();
+            if batch.is_empty() {
+                return events;
+            }
+            events.extend(batch.iter().cloned());
+            after = page["next_after"].as_u64().unwrap();
+        }
+    }
+
     /// Fails the test if any answer so far, or the whole audit stream as an admin sees it,
     /// contains `secret`.
     pub async fn assert_never_shown(&self, secret: &str) {
