@@ -12,6 +12,7 @@ mod schedule_routes;
 mod schedules;
 mod served;
 mod server;
+mod sharing;
 mod stored;
 mod sync;
 

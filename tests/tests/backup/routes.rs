@@ -15,7 +15,7 @@ use super::recovery::register;
 use crate::entity_routes::Users;
 
 /// Polls backup or restore `path` until it is no longer running.
-async fn settled(users: &Users, user: &str, path: &str) -> Value {
+pub(super) async fn settled(users: &Users, user: &str, path: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let (status, record) = users.call(user, M::GET, path, None).await;

@@ -26,10 +26,15 @@ pub struct Users {
 
 impl Users {
     pub async fn start() -> Users {
+        Self::start_with_operators(&["platform"]).await
+    }
+
+    /// As [`Users::start`], with members of `operator_groups` as operators.
+    pub async fn start_with_operators(operator_groups: &[&str]) -> Users {
         let oidc = services::oidc();
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(stowage::open_store(dir.path()).unwrap());
-        let auth = oidc_authenticator(&oidc, &["backup-admins"], &["platform"]).await;
+        let auth = oidc_authenticator(&oidc, &["backup-admins"], operator_groups).await;
         let mut tokens = std::collections::HashMap::new();
         for user in ["alice", "bob", "carol"] {
             tokens.insert(user, oidc.token(oidc.user(user), None).await.unwrap());
