@@ -2,7 +2,9 @@
 //! time or followed live as server-sent events.
 //!
 //! Each caller sees only what it may: admins see every event with its actor; everyone else sees
-//! the events they caused and the events of the entities they may see (owned or shared).
+//! the events they caused, the events of the entities they may see (owned or shared), and those
+//! of the backups and restores they may see: their runs (the backup, delete and restore runs)
+//! and their share streams.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -15,6 +17,7 @@ use stowage_engine::{RecordedEvent, Store};
 use warp::Reply;
 use warp::sse::Event;
 
+use stowage_workflows::catalog::{BACKUP_SHARES_PREFIX, Catalog, RESTORE_SHARES_PREFIX};
 use stowage_workflows::entity::{Entities, Kind};
 
 use crate::auth::Principal;
@@ -138,7 +141,8 @@ impl AuditQuery {
 /// Shows a recorded event, its payload decoded where the server knows the kind.
 pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
     let shown = stowage_engine::workflow_event_json(event)
-        .or_else(|| stowage_workflows::entity_event_json(event));
+        .or_else(|| stowage_workflows::entity_event_json(event))
+        .or_else(|| stowage_workflows::catalog_event_json(event));
     let mut payload = match shown {
         Some(Ok(value)) => value,
         Some(Err(err)) => {
@@ -163,20 +167,21 @@ pub fn audit_event(event: &RecordedEvent) -> AuditEvent {
 }
 
 /// Whether `principal` may see `event`: admins see all; others what they caused, and the events
-/// of entities they may see now (their own and those shared with them).
+/// of entities, backups and restores they may see now (their own and those shared with them).
 pub fn visible_to(entities: &Entities, principal: &Principal, event: &RecordedEvent) -> bool {
     principal.is_admin()
         || event.actor == principal.subject
         || stream_visible_to(entities, principal, &event.stream)
 }
 
-/// Whether `stream` is the stream of an entity `principal` may see.
+/// Whether `stream` is the stream of an entity, or of a backup or restore (a run of it, or its
+/// shares), that `principal` may see.
 fn stream_visible_to(entities: &Entities, principal: &Principal, stream: &str) -> bool {
     let Some((kind, id)) = stream
         .strip_prefix("entity/")
         .and_then(|rest| rest.split_once('/'))
     else {
-        return false;
+        return catalog_stream_visible_to(entities, principal, stream);
     };
     let Some(kind) = Kind::parse(kind) else {
         return false;
@@ -186,6 +191,37 @@ fn stream_visible_to(entities: &Entities, principal: &Principal, stream: &str) -
         Ok(None) => false,
         Err(err) => {
             tracing::warn!(%stream, error = %err, "cannot read an entity for the audit stream");
+            false
+        }
+    }
+}
+
+/// Whether `stream` is a run of a backup or restore, or the share stream of one, that
+/// `principal` may see.
+fn catalog_stream_visible_to(entities: &Entities, principal: &Principal, stream: &str) -> bool {
+    let catalog = Catalog::new(entities.store().clone());
+    let owner = if let Some(run) = stream.strip_prefix(stowage_engine::run_stream("").as_str()) {
+        catalog.run_owner(run)
+    } else if let Some(id) = stream.strip_prefix(BACKUP_SHARES_PREFIX) {
+        Ok(Some(("backup".to_string(), id.to_string())))
+    } else if let Some(id) = stream.strip_prefix(RESTORE_SHARES_PREFIX) {
+        Ok(Some(("restore".to_string(), id.to_string())))
+    } else {
+        return false;
+    };
+    let level = owner.and_then(|owner| match owner {
+        Some((kind, id)) if kind == "backup" || kind == "delete" => Ok(catalog
+            .backup(&id)?
+            .and_then(|record| authz::level_of(principal, &record.owner, &record.shares))),
+        Some((kind, id)) if kind == "restore" => Ok(catalog
+            .restore(&id)?
+            .and_then(|record| authz::level_of(principal, &record.owner, &record.shares))),
+        _ => Ok(None),
+    });
+    match level {
+        Ok(level) => level.is_some(),
+        Err(err) => {
+            tracing::warn!(%stream, error = %err, "cannot read the catalog for the audit stream");
             false
         }
     }

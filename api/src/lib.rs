@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod backups;
+pub mod catalog_shares;
 pub mod catalog_state;
 pub mod cli;
 pub mod clusters;

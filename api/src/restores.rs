@@ -36,7 +36,7 @@ pub struct CreateRestore {
     pub spec: serde_json::Value,
 }
 
-fn visible_restore(
+pub(crate) fn visible_restore(
     state: &CatalogState,
     principal: &Principal,
     id: &str,

@@ -23,6 +23,7 @@ use crate::auth::{
     Principal, RoleMapping,
 };
 use crate::backups;
+use crate::catalog_shares;
 use crate::catalog_state::{CatalogState, WorkflowSettings, server_runtime};
 use crate::clusters;
 use crate::entities;
@@ -260,6 +261,8 @@ pub fn routes(
     let schedule_actions = schedules::routes(state.entities.clone(), principal(state.auth.clone()));
     let backups = backups::routes(state.catalog.clone(), principal(state.auth.clone()));
     let restores = restores::routes(state.catalog.clone(), principal(state.auth.clone()));
+    let catalog_shares =
+        catalog_shares::routes(state.catalog.clone(), principal(state.auth.clone()));
     let runs = runs::routes(state.catalog.clone(), principal(state.auth.clone()));
     let sync = sync::routes(state.catalog.clone(), principal(state.auth.clone()));
     let whoami = warp::path!("v1" / "whoami")
@@ -291,6 +294,7 @@ pub fn routes(
         .or(backup_schedules)
         .or(backups)
         .or(restores)
+        .or(catalog_shares)
         .or(runs)
         .or(sync)
         .recover(error::recover)

@@ -400,3 +400,100 @@ fn clusters_locations_and_credentials_are_managed_from_the_command_line() {
         assert!(!listed.contains(marker) && !table.contains(marker));
     }
 }
+
+#[test]
+fn a_backup_is_shared_and_unshared_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli").join("config.toml");
+    let server = start_server(&dir.path().join("data"));
+    stdout(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", &server.token],
+    ));
+    // A backup of a cluster that is down: its record exists while its run tries.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: admin\n  user: {token: t}\ncontexts:\n- name: down\n  context: {cluster: down, user: admin}\ncurrent-context: down\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    stdout(&stowage(
+        &config,
+        &["cluster", "add", "down", "--kubeconfig", kubeconfig],
+    ));
+    let folder = dir.path().join("backups");
+    std::fs::create_dir_all(&folder).unwrap();
+    stdout(&stowage_with_env(
+        &config,
+        &[
+            "location",
+            "add",
+            "local",
+            "--local",
+            folder.to_str().unwrap(),
+        ],
+        &[("STOWAGE_PASSPHRASE", "cli-passphrase")],
+    ));
+    stdout(&stowage(
+        &config,
+        &[
+            "backup",
+            "create",
+            "nightly",
+            "--cluster",
+            "down",
+            "--location",
+            "local",
+            "-n",
+            "shop",
+        ],
+    ));
+
+    let shared = stdout(&stowage(
+        &config,
+        &[
+            "backup",
+            "share",
+            "nightly",
+            "--group",
+            "data-team",
+            "--level",
+            "view",
+        ],
+    ));
+    assert!(shared.contains("group data-team: view"), "{shared}");
+    let shared = stdout(&stowage(
+        &config,
+        &[
+            "backup", "share", "nightly", "--user", "carol", "--level", "restore",
+        ],
+    ));
+    assert!(
+        shared.contains("group data-team: view") && shared.contains("user carol: restore"),
+        "{shared}"
+    );
+    let unshared = stdout(&stowage(
+        &config,
+        &["backup", "unshare", "nightly", "--group", "data-team"],
+    ));
+    assert!(
+        unshared.contains("user carol: restore") && !unshared.contains("data-team"),
+        "{unshared}"
+    );
+    let described: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["backup", "describe", "nightly", "-o", "json"],
+    )))
+    .unwrap();
+    let record = described.get("backup").unwrap_or(&described);
+    assert_eq!(record["shares_version"], 3, "{described}");
+    let neither = stderr(&stowage(
+        &config,
+        &["backup", "share", "nightly", "--level", "view"],
+    ));
+    assert!(
+        neither.contains("--user") || neither.contains("--group"),
+        "{neither}"
+    );
+}

@@ -32,4 +32,5 @@ pub mod services;
 pub mod sync;
 pub mod validate;
 
+pub use catalog::events_json as catalog_event_json;
 pub use entity::events_json as entity_event_json;

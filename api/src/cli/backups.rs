@@ -1,5 +1,5 @@
 //! The CLI commands of backups and restores: `backup create|list|describe|logs|cancel|retry|
-//! delete` and `restore create|list|describe|cancel`. Clusters, locations, rules and backups are
+//! delete|share|unshare` and `restore create|list|describe|cancel|share|unshare`. Clusters, locations, rules and backups are
 //! named by name or id; `--wait` follows the run until it ends (see [`super::progress`]).
 
 use std::collections::BTreeMap;
@@ -41,6 +41,10 @@ pub enum BackupCommand {
     Retry(NamedWait),
     /// Deletes a backup from its location (then chunks nothing else uses).
     Delete(NamedWait),
+    /// Gives a user or group a level on a backup (view, restore or full).
+    Share(super::shares::ShareArgs),
+    /// Takes away what a user or group was given on a backup.
+    Unshare(super::shares::UnshareArgs),
 }
 
 /// `stowage restore` commands.
@@ -58,6 +62,10 @@ pub enum RestoreCommand {
     Describe(Named),
     /// Asks a running restore to stop.
     Cancel(Named),
+    /// Gives a user or group a level on a restore (view or full).
+    Share(super::shares::ShareArgs),
+    /// Takes away what a user or group was given on a restore.
+    Unshare(super::shares::UnshareArgs),
 }
 
 /// A backup or restore named by name or id.
@@ -241,7 +249,11 @@ fn selector(text: &Option<String>, flag: &str) -> Result<Value, CliError> {
 }
 
 /// The id of the backup or restore (`plural`) named `name`, or with that id.
-async fn find_record(client: &Client, plural: &str, name: &str) -> Result<Value, CliError> {
+pub(super) async fn find_record(
+    client: &Client,
+    plural: &str,
+    name: &str,
+) -> Result<Value, CliError> {
     if let Ok(record) = client
         .call(Method::GET, &format!("/v1/{plural}/{name}"), None)
         .await
@@ -392,6 +404,8 @@ fn items(list: &Value) -> &[Value] {
 pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
     match command {
         BackupCommand::Create(args) => backup_create(*args).await,
+        BackupCommand::Share(args) => super::shares::share("backups", &args).await,
+        BackupCommand::Unshare(args) => super::shares::unshare("backups", &args).await,
         BackupCommand::List {
             status,
             cluster,
@@ -571,6 +585,8 @@ fn restore_detail(record: &Value) -> comfy_table::Table {
 /// Runs a `stowage restore` command.
 pub async fn restore(command: RestoreCommand) -> Result<(), CliError> {
     match command {
+        RestoreCommand::Share(args) => super::shares::share("restores", &args).await,
+        RestoreCommand::Unshare(args) => super::shares::unshare("restores", &args).await,
         RestoreCommand::Create(args) => {
             let client = client(&args.client)?;
             let backup = find_record(&client, "backups", &args.backup).await?;

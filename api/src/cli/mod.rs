@@ -9,6 +9,7 @@ pub mod entities;
 pub mod output;
 pub mod progress;
 pub mod schedules;
+pub mod shares;
 
 use std::io::Write;
 use std::net::SocketAddr;

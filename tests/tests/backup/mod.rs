@@ -15,6 +15,7 @@ mod schedules;
 mod sealed;
 mod served;
 mod server;
+mod sharing;
 mod stored;
 mod sync;
 

@@ -7,6 +7,7 @@
 //! A backup found in a location by a sync run enters the catalog as `synced`.
 
 mod projection;
+mod sharing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,10 @@ use stowage_engine::Store;
 use crate::entity::Share;
 
 pub use projection::{CATALOG_PROJECTION, CatalogProjection};
+pub use sharing::{
+    BACKUP_SHARES_PREFIX, RESTORE_SHARES_PREFIX, ShareError, backup_shares_stream, check_shares,
+    events_json, restore_shares_stream,
+};
 
 pub use crate::backup::delete::DELETE_WORKFLOW;
 pub use crate::schedule::SCHEDULE_WORKFLOW;
@@ -180,6 +185,10 @@ pub struct BackupRecord {
     /// Who else may use it, and how.
     #[serde(default)]
     pub shares: Vec<Share>,
+    /// The version of `shares`: the sequence of its last share event (0: never shared). A
+    /// change of the shares names it.
+    #[serde(default)]
+    pub shares_version: u64,
     /// Free labels.
     pub labels: BTreeMap<String, String>,
     /// The cluster it protects (entity id).
@@ -249,6 +258,9 @@ pub struct RestoreRecord {
     /// Who else may see it.
     #[serde(default)]
     pub shares: Vec<Share>,
+    /// The version of `shares`: the sequence of its last share event (0: never shared).
+    #[serde(default)]
+    pub shares_version: u64,
     /// The backup restored.
     pub backup: String,
     /// The location read.

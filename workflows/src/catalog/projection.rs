@@ -5,14 +5,19 @@
 //! each of its cluster, location, status and schedule (so a filtered listing reads only what
 //! matches); `restore/<id>` → [`RestoreRecord`] as JSON; `schedule/<id>` → [`ScheduleRecord`];
 //! `meta/format` → the layout's version;
-//! `run/<run id>` → which record the run works on ([`RunIndex`]). Events of runs of other
-//! workflow types pass by. An event whose payload this projection cannot read is skipped, never
+//! `run/<run id>` → which record the run works on ([`RunIndex`]); `shares/backup/<id>` and
+//! `shares/restore/<id>` → the version of the record's shares, which outlives the record so that
+//! a record made again (a backup synced back) starts at its share stream's head. Share events
+//! (`backup/<id>`, `restore/<id>`, see [`super::sharing`]) set a record's shares; they leave
+//! status, progress and everything else alone, and the runs' events leave the shares alone.
+//! Events of runs of other workflow types pass by. An event whose payload this projection cannot read is skipped, never
 //! refused: refusing it would stop the run that wrote it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stowage_engine::{Projection, ProjectionState, RecordedEvent, RunEvent, RunStatus, run_event};
 
+use super::sharing::{SharedEvent, shared_event};
 use super::{
     BackupProgress, BackupRecord, BackupStatus, DELETE_WORKFLOW, Deletion, Origin, RestoreProgress,
     RestoreRecord, RestoreStatus, SCHEDULE_WORKFLOW, SYNC_WORKFLOW, ScheduleRecord, SkippedRun,
@@ -98,6 +103,41 @@ pub(super) fn schedule_key(id: &str) -> Vec<u8> {
     format!("schedule/{id}").into_bytes()
 }
 
+/// The key of the shares' version of a backup (`kind` `backup`) or restore.
+fn shares_version_key(kind: &str, id: &str) -> Vec<u8> {
+    format!("shares/{kind}/{id}").into_bytes()
+}
+
+/// The version of the shares of a backup or restore: its share stream's head as last seen.
+fn shares_version(state: &ProjectionState<'_>, kind: &str, id: &str) -> Result<u64, String> {
+    Ok(read::<u64>(state, &shares_version_key(kind, id))?.unwrap_or(0))
+}
+
+/// Applies a share event: the record's shares and their version.
+fn shared(state: &mut ProjectionState<'_>, event: SharedEvent, seq: u64) -> Result<(), String> {
+    match event {
+        SharedEvent::Backup { id, shares } => {
+            write(state, &shares_version_key("backup", &id), &seq)?;
+            let Some(mut record) = read::<BackupRecord>(state, &backup_key(&id))? else {
+                return Ok(());
+            };
+            record.shares = shares;
+            record.shares_version = seq;
+            put_backup(state, &record)
+        }
+        SharedEvent::Restore { id, shares } => {
+            write(state, &shares_version_key("restore", &id), &seq)?;
+            let key = restore_key(&id);
+            let Some(mut record) = read::<RestoreRecord>(state, &key)? else {
+                return Ok(());
+            };
+            record.shares = shares;
+            record.shares_version = seq;
+            write(state, &key, &record)
+        }
+    }
+}
+
 pub(super) fn run_key(run: &str) -> Vec<u8> {
     format!("run/{run}").into_bytes()
 }
@@ -164,6 +204,9 @@ impl Projection for CatalogProjection {
         if state.get(FORMAT_KEY)?.as_deref() != Some(FORMAT) {
             state.put(FORMAT_KEY, FORMAT.to_vec());
         }
+        if let Some(shares) = shared_event(event) {
+            return shared(state, shares, event.seq);
+        }
         let Some(parsed) = run_event(event) else {
             return Ok(());
         };
@@ -228,6 +271,7 @@ fn started(
                     name: input.name.clone(),
                     owner: actor.into(),
                     shares: Vec::new(),
+                    shares_version: shares_version(state, "backup", &input.backup)?,
                     labels: input.labels.clone(),
                     cluster: input.spec.cluster.clone(),
                     location: input.spec.location.clone(),
@@ -259,6 +303,7 @@ fn started(
                 name: input.name.clone(),
                 owner: actor.into(),
                 shares: Vec::new(),
+                shares_version: shares_version(state, "restore", &input.restore)?,
                 backup: input.spec.backup.clone(),
                 location: input.spec.location.clone(),
                 cluster: input.spec.cluster.clone(),
@@ -566,6 +611,7 @@ fn sync_event(
             },
             owner: actor.into(),
             shares: Vec::new(),
+            shares_version: shares_version(state, "backup", &found.id)?,
             labels: Default::default(),
             cluster: found.cluster,
             location: scanned.location.clone(),
