@@ -1,8 +1,9 @@
 //! The authorization matrix, over real HTTP with real OIDC tokens: alice (admin through
 //! `backup-admins`), bob and carol (operators through `platform` and `data-team`) and dave (in no
 //! group: a viewer) call every route of the served OpenAPI document on objects of every kind
-//! that bob owns and that carol owns. Bob shares his entities with the group `data-team` at
-//! `view` and with dave at `full`; nothing of carol's is shared.
+//! that bob owns and that carol owns. Bob shares everything with the group `data-team` at
+//! `view`, his entities with dave at `full` and his backup with dave at `restore`; nothing of
+//! carol's is shared.
 //!
 //! Each answer must be what the caller's standing gives: 404 for what it may not see (never a
 //! 403 that would reveal it exists), 403 for what it sees but may not do, and otherwise an
@@ -196,12 +197,15 @@ async fn objects_of(
 
 /// The level `caller` holds on `owner`'s object in `collection`.
 fn level(caller: &str, owner: &str, collection: &str) -> Option<ShareLevel> {
-    let entity = !matches!(collection, "backups" | "restores" | "workflows");
-    match (caller, owner) {
-        ("alice", _) => Some(ShareLevel::Full),
-        (caller, owner) if caller == owner => Some(ShareLevel::Full),
-        ("carol", "bob") if entity => Some(ShareLevel::View),
-        ("dave", "bob") if entity => Some(ShareLevel::Full),
+    match (caller, owner, collection) {
+        ("alice", _, _) => Some(ShareLevel::Full),
+        (caller, owner, _) if caller == owner => Some(ShareLevel::Full),
+        // Everything of bob's is shared with data-team at view; a run is seen with its restore.
+        ("carol", "bob", _) => Some(ShareLevel::View),
+        // Bob's entities are shared with dave at full, his backup at restore, his restore not.
+        ("dave", "bob", "backups") => Some(ShareLevel::Restore),
+        ("dave", "bob", "restores" | "workflows") => None,
+        ("dave", "bob", _) => Some(ShareLevel::Full),
         _ => None,
     }
 }
@@ -279,9 +283,16 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
     }
     let dave = super::routes::users_subject(&users, "dave").await;
     for (collection, id) in &objects["bob"] {
-        if matches!(*collection, "backups" | "restores" | "workflows") {
+        let to_dave = match *collection {
+            "workflows" | "restores" => None,
+            "backups" => Some("restore"),
+            _ => Some("full"),
+        };
+        if *collection == "workflows" {
             continue;
         }
+        let mut shares = vec![json!({"to": {"group": "data-team"}, "level": "view"})];
+        shares.extend(to_dave.map(|level| json!({"to": {"user": dave}, "level": level})));
         let (_, record) = users
             .call("bob", M::GET, &format!("/v1/{collection}/{id}"), None)
             .await;
@@ -290,10 +301,10 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
                 "bob",
                 M::PUT,
                 &format!("/v1/{collection}/{id}/shares"),
-                Some(json!({"version": record["version"], "shares": [
-                    {"to": {"group": "data-team"}, "level": "view"},
-                    {"to": {"user": dave}, "level": "full"},
-                ]})),
+                Some(json!({
+                    "version": record.get("shares_version").unwrap_or(&record["version"]),
+                    "shares": shares,
+                })),
             )
             .await;
         assert_eq!(status, 200, "{collection}: {shared}");

@@ -159,6 +159,21 @@ async fn a_shared_backup_is_seen_and_restored_by_its_grantees_only_as_far_as_sha
         status, 200,
         "the cluster shared for restores into it: {body}"
     );
+    // ... and the namespace she restores into granted to her group on it.
+    let (_, record) = users
+        .call("bob", M::GET, &format!("/v1/clusters/{cluster_id}"), None)
+        .await;
+    let mut spec = record["spec"].clone();
+    spec["grants"] = json!([{"to": {"group": "data-team"}, "namespaces": ["shop-carol"]}]);
+    let (status, body) = users
+        .call(
+            "bob",
+            M::PUT,
+            &format!("/v1/clusters/{cluster_id}"),
+            Some(json!({"version": record["version"], "labels": {}, "spec": spec})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let restore_body = json!({"name": "carols", "spec": {
         "backup": id, "cluster": cluster_id, "namespace_mapping": {"shop": "shop-carol"}
     }});
