@@ -83,19 +83,16 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         config.workflows.mover.image = image;
     }
     // The key itself only from the environment, never as an argument (shell history, `ps`).
-    match std::env::var("STOWAGE_MASTER_KEY") {
-        Ok(key) if args.master_key_file.is_some() => {
-            drop(key);
-            anyhow::bail!(
-                "give the master key either in STOWAGE_MASTER_KEY or as --master-key-file, not both"
-            )
-        }
-        Ok(key) => config.master_key = stowage::master_key::MasterKeySource::Given(key),
-        Err(_) => {
-            if let Some(path) = args.master_key_file {
-                config.master_key = stowage::master_key::MasterKeySource::File(path);
-            }
-        }
+    match (
+        std::env::var("STOWAGE_MASTER_KEY").ok(),
+        args.master_key_file,
+    ) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "give the master key either in STOWAGE_MASTER_KEY or as --master-key-file, not both"
+        ),
+        (Some(key), None) => config.master_key = stowage::master_key::MasterKeySource::Given(key),
+        (None, Some(path)) => config.master_key = stowage::master_key::MasterKeySource::File(path),
+        (None, None) => {}
     }
     stowage::serve(config, print_started, shutdown_signal())
         .await
