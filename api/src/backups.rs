@@ -20,7 +20,7 @@ use warp::{Filter, Rejection};
 use crate::auth::Principal;
 use crate::authz::{self, Owned};
 use crate::catalog_state::CatalogState;
-use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected};
+use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected, stored_json_reply};
 use crate::error::ApiError;
 use crate::grants;
 use crate::listing::{Filter as ListFilter, catalog_query};
@@ -181,15 +181,16 @@ pub(crate) fn list(
             ListFilter::Location,
             ListFilter::Name,
             ListFilter::Schedule,
+            ListFilter::Label,
         ],
     )?;
     let page = state
         .catalog
-        .backups(&query, |record| {
-            authz::level_of(principal, &record.owner, &record.shares).is_some()
+        .backups_json(&query, |head| {
+            authz::level_of(principal, &head.owner, &head.shares).is_some()
         })
         .map_err(|err| ApiError::internal(&err))?;
-    Ok(json_reply(StatusCode::OK, &page))
+    Ok(stored_json_reply(page.to_json()))
 }
 
 /// One backup, with its progress.

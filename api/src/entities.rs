@@ -277,6 +277,16 @@ pub(crate) fn json_reply(status: StatusCode, value: &impl serde::Serialize) -> R
     warp::reply::with_status(warp::reply::json(value), status).into_response()
 }
 
+/// A 200 whose body is JSON already encoded (a catalog page spliced from stored records).
+pub(crate) fn stored_json_reply(body: Vec<u8>) -> Response {
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 pub(crate) fn existing(entities: &Entities, kind: Kind, id: &str) -> Result<Record, ApiError> {
     entities
         .get(kind, id)

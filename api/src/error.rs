@@ -56,7 +56,14 @@ impl ApiError {
 
     /// 401: who is calling is not established.
     pub fn unauthenticated(err: &AuthError) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", err.to_string())
+        let error = Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", err.to_string());
+        match err {
+            // Clients tell an expired token from a bad one by this, to log in again.
+            AuthError::Expired => {
+                error.with_details(serde_json::json!({ "reason": "token_expired" }))
+            }
+            _ => error,
+        }
     }
 
     /// 403: the caller may not do this.

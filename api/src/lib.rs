@@ -19,6 +19,7 @@ pub mod entities;
 pub mod error;
 mod grants;
 pub mod listing;
+pub mod login_options;
 pub mod master_key;
 pub mod metrics;
 pub mod mover;

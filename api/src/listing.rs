@@ -1,5 +1,6 @@
-//! The query parameters every catalog listing takes (`after`, `limit`, `label`) and the filters
-//! each route adds, read into a [`CatalogQuery`] with a 400 naming any parameter that is wrong.
+//! The query parameters every catalog listing takes (`after`, `limit`) and the filters each
+//! route adds, read into a [`CatalogQuery`] with a 400 naming any parameter that is wrong (a
+//! filter a route does not offer is wrong, never silently ignored).
 
 use std::collections::HashMap;
 
@@ -12,7 +13,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 /// The most items on a page.
 pub const MAX_LIMIT: usize = 1000;
 
-/// A filter a route accepts besides `after`, `limit` and `label`.
+/// A filter a route accepts besides `after` and `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
     /// `status`, one of the given names.
@@ -27,6 +28,8 @@ pub enum Filter {
     Schedule,
     /// `backup`.
     Backup,
+    /// `label`: `key=value[,key=value]`, all of which must match.
+    Label,
 }
 
 impl Filter {
@@ -38,6 +41,7 @@ impl Filter {
             Self::Name => "name",
             Self::Schedule => "schedule",
             Self::Backup => "backup",
+            Self::Label => "label",
         }
     }
 }
@@ -66,7 +70,7 @@ pub fn catalog_query(
                         )
                     })?
             }
-            "label" => {
+            "label" if filters.contains(&Filter::Label) => {
                 for pair in value.split(',') {
                     let (key, value) = pair.split_once('=').ok_or_else(|| {
                         ApiError::bad_parameter(
@@ -81,7 +85,7 @@ pub fn catalog_query(
             }
             other => {
                 let Some(filter) = filters.iter().find(|filter| filter.parameter() == other) else {
-                    let mut known = vec!["after", "limit", "label"];
+                    let mut known = vec!["after", "limit"];
                     known.extend(filters.iter().map(|filter| filter.parameter()));
                     return Err(ApiError::bad_parameter(
                         other,
@@ -107,6 +111,8 @@ pub fn catalog_query(
                     Filter::Name => parsed.name = value,
                     Filter::Schedule => parsed.schedule = value,
                     Filter::Backup => parsed.backup = value,
+                    // Read above, before any filter that takes one value.
+                    Filter::Label => {}
                 }
             }
         }
@@ -128,7 +134,11 @@ mod tests {
 
     #[test]
     fn filters_are_read_and_wrong_ones_named() {
-        let filters = [Filter::Status(&["running", "failed"]), Filter::Cluster];
+        let filters = [
+            Filter::Status(&["running", "failed"]),
+            Filter::Cluster,
+            Filter::Label,
+        ];
         let parsed = catalog_query(
             &query(&[
                 ("status", "failed"),
@@ -154,5 +164,13 @@ mod tests {
             assert_eq!(err.status, 400, "{bad:?}");
             assert_eq!(err.details["parameter"], parameter, "{bad:?}");
         }
+        // A route without labels names `label` as unknown instead of ignoring it.
+        let err = catalog_query(&query(&[("label", "app=web")]), &filters[..2]).unwrap_err();
+        assert_eq!(err.details["parameter"], "label");
+        assert!(
+            err.message.contains("unknown parameter `label`"),
+            "{}",
+            err.message
+        );
     }
 }

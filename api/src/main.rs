@@ -16,11 +16,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server(args).await?,
-        Command::Login {
-            server,
-            token,
-            ca_file,
-        } => cli::login(&server, &token, ca_file.as_deref()).await?,
+        Command::Login(args) => cli::login::login(args).await?,
         Command::Whoami(flags) => cli::whoami(&flags).await?,
         Command::Events {
             after,
@@ -70,6 +66,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     if let (Some(issuer), Some(audience)) = (args.oidc_issuer, args.oidc_audience) {
         let mut oidc = stowage::auth::OidcConfig::new(issuer, audience);
         oidc.groups_claim = args.oidc_groups_claim;
+        oidc.device_client_id = args.oidc_device_client_id;
         config.oidc = Some(oidc);
     }
     config.roles = stowage::auth::RoleMapping {

@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::authz::{self, Owned};
 use crate::backups::visible_backup;
 use crate::catalog_state::CatalogState;
-use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected};
+use crate::entities::{MAX_BODY, invalid, json_reply, parse_body, rejected, stored_json_reply};
 use crate::error::ApiError;
 use crate::grants;
 use crate::listing::{Filter as ListFilter, catalog_query};
@@ -201,6 +201,7 @@ pub(crate) async fn create(
            ("status" = Option<String>, Query, description = "running, completed, failed or cancelled"),
            ("cluster" = Option<String>, Query, description = "Restores into this cluster"),
            ("backup" = Option<String>, Query, description = "Restores of this backup"),
+           ("location" = Option<String>, Query, description = "Restores from this location"),
            ("name" = Option<String>, Query, description = "Restores of this name")),
     responses((status = 200, description = "{items, next_after}"),
               (status = 400, description = "A parameter is wrong", body = ApiError)))]
@@ -216,16 +217,17 @@ pub(crate) fn list(
             ListFilter::Status(STATUSES),
             ListFilter::Cluster,
             ListFilter::Backup,
+            ListFilter::Location,
             ListFilter::Name,
         ],
     )?;
     let page = state
         .catalog
-        .restores(&query, |record| {
-            authz::level_of(principal, &record.owner, &record.shares).is_some()
+        .restores_json(&query, |head| {
+            authz::level_of(principal, &head.owner, &head.shares).is_some()
         })
         .map_err(|err| ApiError::internal(&err))?;
-    Ok(json_reply(StatusCode::OK, &page))
+    Ok(stored_json_reply(page.to_json()))
 }
 
 /// One restore, with its counts.

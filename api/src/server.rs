@@ -28,6 +28,7 @@ use crate::catalog_state::{CatalogState, WorkflowSettings, server_runtime};
 use crate::clusters;
 use crate::entities;
 use crate::error::{self, ApiError};
+use crate::login_options;
 use crate::master_key::{MasterKeyError, MasterKeySource, default_key_file, load_master_key};
 use crate::metrics::{Metrics, metrics_reply, route_template};
 use crate::openapi;
@@ -269,6 +270,10 @@ pub fn routes(
         .and(warp::get())
         .and(principal(state.auth.clone()))
         .map(whoami);
+    let auth = state.auth.clone();
+    let login_options = warp::path!("v1" / "login-options")
+        .and(warp::get())
+        .map(move || login_options::login_options(&auth));
     let metrics = state.metrics.clone();
     let observe = warp::log::custom(move |info| {
         metrics.observe_request(
@@ -284,6 +289,7 @@ pub fn routes(
         .or(openapi)
         .or(events)
         .or(whoami)
+        .or(login_options)
         .or(cluster_state)
         .or(clusters)
         .or(locations)

@@ -497,3 +497,100 @@ fn a_backup_is_shared_and_unshared_from_the_command_line() {
         "{neither}"
     );
 }
+
+#[test]
+fn a_listing_shows_every_page_and_filters_by_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli").join("config.toml");
+    let server = start_server(&dir.path().join("data"));
+    stdout(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", &server.token],
+    ));
+
+    // More rules than one page holds (1,000), every third labelled team=db.
+    const RULES: usize = 1003;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use futures::StreamExt;
+        let http = reqwest::Client::new();
+        let creates = futures::stream::iter(0..RULES).map(|n| {
+            let http = http.clone();
+            let (url, token) = (format!("{}/v1/rules", server.url), server.token.clone());
+            async move {
+                let team = if n.is_multiple_of(3) { "db" } else { "web" };
+                let body = serde_json::json!({
+                    "name": format!("rule-{n:04}"),
+                    "labels": {"team": team},
+                    "spec": {
+                        "pod_selector": {"matchLabels": {"app": "db"}},
+                        "actions": [{"command": ["true"]}]
+                    }
+                });
+                let response = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 201, "rule-{n:04}");
+            }
+        });
+        creates.buffer_unordered(16).collect::<Vec<()>>().await;
+    });
+
+    let names = |output: &Output| -> Vec<String> {
+        let listed: Vec<serde_json::Value> = serde_json::from_str(&stdout(output)).unwrap();
+        listed
+            .iter()
+            .map(|rule| rule["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = names(&stowage(&config, &["rule", "list", "-o", "json"]));
+    assert_eq!(all.len(), RULES, "every page is read");
+    let mut sorted = all.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), RULES, "no rule twice");
+    let db = names(&stowage(
+        &config,
+        &["rule", "list", "-l", "team=db", "-o", "json"],
+    ));
+    assert_eq!(db.len(), RULES.div_ceil(3));
+    assert!(db.iter().all(|name| {
+        let n: usize = name.trim_start_matches("rule-").parse().unwrap();
+        n.is_multiple_of(3)
+    }));
+    let none = names(&stowage(
+        &config,
+        &[
+            "rule", "list", "-l", "team=db", "-l", "tier=x", "-o", "json",
+        ],
+    ));
+    assert!(none.is_empty(), "{none:?}");
+    let err = stderr(&stowage(&config, &["rule", "list", "-l", "team"]));
+    assert!(err.contains("--label takes key=value, not `team`"), "{err}");
+
+    // A rule past the first page is found by name; removing it says so in JSON.
+    let last = format!("rule-{:04}", RULES - 1);
+    let got: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["rule", "get", &last, "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(got["name"], last.as_str());
+    let removed: serde_json::Value = serde_json::from_str(&stdout(&stowage(
+        &config,
+        &["rule", "remove", &last, "-o", "json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        removed,
+        serde_json::json!({"id": got["id"], "name": last, "removed": true})
+    );
+    let said = stdout(&stowage(&config, &["rule", "remove", "rule-0000"]));
+    assert!(said.starts_with("removed `rule-0000` ("), "{said}");
+    let left = names(&stowage(&config, &["rule", "list", "-o", "json"]));
+    assert_eq!(left.len(), RULES - 2);
+}

@@ -170,6 +170,9 @@ pub struct OidcUser {
     /// A short token lifetime, for expiry tests.
     #[serde(default)]
     pub token_ttl_seconds: Option<u64>,
+    /// How far in the future its tokens' `nbf` lies, for not-before tests.
+    #[serde(default)]
+    pub not_before_seconds: Option<u64>,
 }
 
 /// The OIDC provider (panva's oidc-provider) and its users.
@@ -187,6 +190,8 @@ pub struct OidcService {
     pub other_audiences: Vec<String>,
     /// The claim that carries groups.
     pub groups_claim: String,
+    /// The public client of the device flow (`stowage login --device`).
+    pub device_client_id: String,
     /// The test users.
     pub users: Vec<OidcUser>,
 }
@@ -235,6 +240,18 @@ impl OidcService {
 }
 
 impl OidcService {
+    /// Does what `account` does in a browser on the device-flow page: signs in and approves the
+    /// pending `user_code`.
+    pub async fn approve_device(&self, user_code: &str, account: &str) -> reqwest::Result<()> {
+        reqwest::Client::new()
+            .post(format!("{}/test-admin/approve-device", self.issuer))
+            .json(&serde_json::json!({ "user_code": user_code, "account": account }))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
     /// Makes `issuer` sign with a new key from now on, keeping the previous one published, as a
     /// provider rotating its keys does. Returns the new key id.
     pub async fn rotate_keys(&self, issuer: &str) -> reqwest::Result<String> {

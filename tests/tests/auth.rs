@@ -101,6 +101,28 @@ async fn bad_tokens_are_refused_each_with_its_reason() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let err = verifier.verify(&erin).await.unwrap_err();
     assert!(matches!(err, AuthError::Expired), "{err}");
+
+    // frank's tokens are not valid for another hour: refused until then, even with the
+    // default clock leeway.
+    let frank = oidc.token(oidc.user("frank-not-yet"), None).await.unwrap();
+    let err = verifier.verify(&frank).await.unwrap_err();
+    assert!(matches!(err, AuthError::NotYetValid), "{err}");
+    assert!(err.to_string().contains("not valid yet"), "{err}");
+    let lenient = OidcVerifier::discover(OidcConfig::new(&oidc.issuer, &oidc.audience))
+        .await
+        .unwrap();
+    assert!(matches!(
+        lenient.verify(&frank).await.unwrap_err(),
+        AuthError::NotYetValid
+    ));
+    // Everything else about the token is good: with two hours of leeway it is accepted.
+    let mut skewed = OidcConfig::new(&oidc.issuer, &oidc.audience);
+    skewed.leeway = Duration::from_secs(7200);
+    let skewed = OidcVerifier::discover(skewed).await.unwrap();
+    assert_eq!(
+        skewed.verify(&frank).await.unwrap().subject,
+        "frank-not-yet"
+    );
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod backup;
 mod entity_routes;
 mod kubesim;
 mod locations;
+mod login;
 mod meta_routes;
 mod object_stores;
 mod repository;

@@ -167,6 +167,11 @@ impl Authenticator {
         }
     }
 
+    /// The OIDC issuer whose tokens are accepted, if any.
+    pub fn oidc_config(&self) -> Option<&OidcConfig> {
+        self.oidc.as_deref().map(OidcVerifier::config)
+    }
+
     /// The principal behind an `Authorization` header value.
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, AuthError> {
         let header = header.ok_or(AuthError::Missing)?;

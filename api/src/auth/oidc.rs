@@ -28,6 +28,9 @@ pub struct OidcConfig {
     pub leeway: Duration,
     /// The shortest time between two fetches of the signing keys.
     pub refresh_interval: Duration,
+    /// The public client `stowage login --device` uses at this issuer (one allowed the device
+    /// authorization grant); clients are told it through `GET /v1/login-options`.
+    pub device_client_id: Option<String>,
 }
 
 impl OidcConfig {
@@ -40,6 +43,7 @@ impl OidcConfig {
             groups_claim: "groups".into(),
             leeway: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(10),
+            device_client_id: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use super::{CliError, ClientFlags, client, print};
 pub enum BackupCommand {
     /// Starts a backup.
     Create(Box<BackupCreate>),
-    /// Lists the backups you may see.
+    /// Lists the backups you may see (every page).
     List {
         /// Only backups in this status (running, completed, failed, cancelled, deleting).
         #[arg(long)]
@@ -27,6 +27,15 @@ pub enum BackupCommand {
         /// Only backups of this cluster (name or id).
         #[arg(long)]
         cluster: Option<String>,
+        /// Only backups in this location (name or id).
+        #[arg(long)]
+        location: Option<String>,
+        /// Only backups made by this schedule (name or id).
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Only backups with this label, `key=value` (repeatable: all must match).
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Client flags.
         #[command(flatten)]
         client: ClientFlags,
@@ -52,8 +61,20 @@ pub enum BackupCommand {
 pub enum RestoreCommand {
     /// Starts a restore.
     Create(Box<RestoreCreate>),
-    /// Lists the restores you may see.
+    /// Lists the restores you may see (every page).
     List {
+        /// Only restores in this status (running, completed, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only restores into this cluster (name or id).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Only restores from this location (name or id).
+        #[arg(long)]
+        location: Option<String>,
+        /// Only restores of this backup (name or id).
+        #[arg(long)]
+        backup: Option<String>,
         /// Client flags.
         #[command(flatten)]
         client: ClientFlags,
@@ -260,14 +281,7 @@ pub(super) async fn find_record(
     {
         return Ok(record);
     }
-    let list = client
-        .call(
-            Method::GET,
-            &format!("/v1/{plural}?name={name}&limit=1000"),
-            None,
-        )
-        .await?;
-    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let items = client.list_all(plural, &[("name", name)]).await?;
     let singular = plural.trim_end_matches('s');
     match items.as_slice() {
         [one] => Ok(one.clone()),
@@ -279,6 +293,46 @@ pub(super) async fn find_record(
             several.len()
         ))),
     }
+}
+
+/// The filters of a listing, entities named by name resolved to their ids.
+#[derive(Debug, Default)]
+struct Filters(Vec<(&'static str, String)>);
+
+impl Filters {
+    /// `parameter` = `value`, when given.
+    fn given(&mut self, parameter: &'static str, value: Option<String>) {
+        if let Some(value) = value {
+            self.0.push((parameter, value));
+        }
+    }
+
+    /// `parameter` = the id of the `plural` entity named (or with id) `name`, when given.
+    async fn entity(
+        &mut self,
+        client: &Client,
+        parameter: &'static str,
+        plural: &str,
+        name: Option<String>,
+    ) -> Result<(), CliError> {
+        if let Some(name) = name {
+            let id = super::entities::find_id(client, plural, &name).await?;
+            self.0.push((parameter, id));
+        }
+        Ok(())
+    }
+
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect()
+    }
+}
+
+/// Prints what a command did: a sentence, or `value` for `-o json|yaml`.
+pub(super) fn outcome(format: Format, sentence: &str, value: &Value) -> Result<(), CliError> {
+    print(&output::render_outcome(format, sentence, value).map_err(CliError::Output)?)
 }
 
 fn id_of(record: &Value) -> String {
@@ -393,13 +447,6 @@ fn show(
     print(&output::render(format, value, table).map_err(CliError::Output)?)
 }
 
-fn items(list: &Value) -> &[Value] {
-    list["items"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
 /// Runs a `stowage backup` command.
 pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
     match command {
@@ -409,29 +456,36 @@ pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
         BackupCommand::List {
             status,
             cluster,
+            location,
+            schedule,
+            labels,
             client: flags,
         } => {
-            let client = client(&flags)?;
-            let mut path = "/v1/backups?limit=1000".to_string();
-            if let Some(status) = status {
-                path.push_str(&format!("&status={status}"));
-            }
-            if let Some(cluster) = cluster {
-                let id = super::entities::find_id(&client, "clusters", &cluster).await?;
-                path.push_str(&format!("&cluster={id}"));
-            }
-            let list = client.call(Method::GET, &path, None).await?;
-            show(flags.output, &list["items"], |_| {
-                backups_table(items(&list))
+            let client = client(&flags).await?;
+            let mut filters = Filters::default();
+            filters.given("status", status);
+            filters
+                .entity(&client, "cluster", "clusters", cluster)
+                .await?;
+            filters
+                .entity(&client, "location", "locations", location)
+                .await?;
+            filters
+                .entity(&client, "schedule", "backup-schedules", schedule)
+                .await?;
+            filters.given("label", super::entities::label_filter(&labels)?);
+            let list = client.list_all("backups", &filters.pairs()).await?;
+            show(flags.output, &Value::Array(list), |list| {
+                backups_table(list.as_array().map(Vec::as_slice).unwrap_or_default())
             })
         }
         BackupCommand::Describe(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "backups", &named.name).await?;
             show(named.client.output, &record, backup_detail)
         }
         BackupCommand::Logs(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "backups", &named.name).await?;
             let run = text(&record["run"]);
             if run.is_empty() {
@@ -459,19 +513,17 @@ pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
             })
         }
         BackupCommand::Cancel(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "backups", &named.name).await?;
             let id = id_of(&record);
-            client
+            let answer = client
                 .call(Method::POST, &format!("/v1/backups/{id}/cancel"), None)
                 .await?;
-            print(&format!(
-                "asked backup `{}` ({id}) to stop",
-                text(&record["name"])
-            ))
+            let sentence = format!("asked backup `{}` ({id}) to stop", text(&record["name"]));
+            outcome(named.client.output, &sentence, &answer)
         }
         BackupCommand::Retry(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "backups", &named.name).await?;
             let id = id_of(&record);
             let record = client
@@ -487,24 +539,27 @@ pub async fn backup(command: BackupCommand) -> Result<(), CliError> {
             .await
         }
         BackupCommand::Delete(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "backups", &named.name).await?;
             let id = id_of(&record);
             let name = text(&record["name"]);
-            client
+            let answer = client
                 .call(Method::DELETE, &format!("/v1/backups/{id}"), None)
                 .await?;
             if !named.wait {
-                return print(&format!("deleting backup `{name}` ({id})"));
+                let sentence = format!("deleting backup `{name}` ({id})");
+                return outcome(named.client.output, &sentence, &answer);
             }
             progress::wait_deleted(&client, &id).await?;
-            print(&format!("deleted backup `{name}` ({id})"))
+            let sentence = format!("deleted backup `{name}` ({id})");
+            let done = json!({ "id": id, "name": name, "deleted": true });
+            outcome(named.client.output, &sentence, &done)
         }
     }
 }
 
 async fn backup_create(args: BackupCreate) -> Result<(), CliError> {
-    let client = client(&args.client)?;
+    let client = client(&args.client).await?;
     let spec = args.selection.spec(&client).await?;
     let body = json!({
         "name": args.name,
@@ -588,7 +643,7 @@ pub async fn restore(command: RestoreCommand) -> Result<(), CliError> {
         RestoreCommand::Share(args) => super::shares::share("restores", &args).await,
         RestoreCommand::Unshare(args) => super::shares::unshare("restores", &args).await,
         RestoreCommand::Create(args) => {
-            let client = client(&args.client)?;
+            let client = client(&args.client).await?;
             let backup = find_record(&client, "backups", &args.backup).await?;
             let cluster = super::entities::find_id(&client, "clusters", &args.cluster).await?;
             let body = json!({
@@ -618,16 +673,33 @@ pub async fn restore(command: RestoreCommand) -> Result<(), CliError> {
             )
             .await
         }
-        RestoreCommand::List { client: flags } => {
-            let list = client(&flags)?
-                .call(Method::GET, "/v1/restores?limit=1000", None)
+        RestoreCommand::List {
+            status,
+            cluster,
+            location,
+            backup,
+            client: flags,
+        } => {
+            let client = client(&flags).await?;
+            let mut filters = Filters::default();
+            filters.given("status", status);
+            filters
+                .entity(&client, "cluster", "clusters", cluster)
                 .await?;
-            show(flags.output, &list["items"], |_| {
-                restores_table(items(&list))
+            filters
+                .entity(&client, "location", "locations", location)
+                .await?;
+            if let Some(backup) = backup {
+                let record = find_record(&client, "backups", &backup).await?;
+                filters.given("backup", Some(id_of(&record)));
+            }
+            let list = Value::Array(client.list_all("restores", &filters.pairs()).await?);
+            show(flags.output, &list, |list| {
+                restores_table(list.as_array().map(Vec::as_slice).unwrap_or_default())
             })
         }
         RestoreCommand::Describe(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let mut record = find_record(&client, "restores", &named.name).await?;
             let id = id_of(&record);
             let results = client
@@ -662,23 +734,21 @@ pub async fn restore(command: RestoreCommand) -> Result<(), CliError> {
             })
         }
         RestoreCommand::Cancel(named) => {
-            let client = client(&named.client)?;
+            let client = client(&named.client).await?;
             let record = find_record(&client, "restores", &named.name).await?;
             let id = id_of(&record);
-            client
+            let answer = client
                 .call(Method::POST, &format!("/v1/restores/{id}/cancel"), None)
                 .await?;
-            print(&format!(
-                "asked restore `{}` ({id}) to stop",
-                text(&record["name"])
-            ))
+            let sentence = format!("asked restore `{}` ({id}) to stop", text(&record["name"]));
+            outcome(named.client.output, &sentence, &answer)
         }
     }
 }
 
 /// `stowage location sync`: starts a catalog sync; with `wait`, follows it and says what it found.
 pub async fn location_sync(name: &str, wait: bool, flags: &ClientFlags) -> Result<(), CliError> {
-    let client = client(flags)?;
+    let client = client(flags).await?;
     let id = super::entities::find_id(&client, "locations", name).await?;
     let started = client
         .call(Method::POST, &format!("/v1/locations/{id}/sync"), None)

@@ -53,7 +53,7 @@ pub enum ClientError {
 
 /// What went wrong sending a request, with its causes, and the next step for a certificate the
 /// CLI does not trust.
-fn send_failure(err: &reqwest::Error) -> String {
+pub(crate) fn send_failure(err: &reqwest::Error) -> String {
     let mut reason = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -74,12 +74,31 @@ fn send_failure(err: &reqwest::Error) -> String {
     reason
 }
 
+/// The CA certificates of a PEM file, to trust besides the system's.
+pub fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ClientError> {
+    let ca_error = |reason: String| ClientError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|err| ca_error(err.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|err| ca_error(format!("not PEM certificates ({err})")))?;
+    if certs.is_empty() {
+        return Err(ca_error("holds no CERTIFICATE block".into()));
+    }
+    Ok(certs)
+}
+
+/// Items asked for per page when the CLI reads a whole listing.
+const LIST_PAGE: usize = 1000;
+
 /// A client of one server.
 #[derive(Debug, Clone)]
 pub struct Client {
     server: String,
     token: Option<String>,
     http: reqwest::Client,
+    login_command: Option<String>,
 }
 
 impl Client {
@@ -92,17 +111,7 @@ impl Client {
     ) -> Result<Self, ClientError> {
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
         if let Some(path) = ca_file {
-            let ca_error = |reason: String| ClientError::CaFile {
-                path: path.to_path_buf(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|err| ca_error(err.to_string()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|err| ca_error(format!("not PEM certificates ({err})")))?;
-            if certs.is_empty() {
-                return Err(ca_error("holds no CERTIFICATE block".into()));
-            }
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_merge(ca_certificates(path)?);
         }
         let http = builder.build().map_err(|err| ClientError::Unreachable {
             server: server.to_string(),
@@ -112,7 +121,14 @@ impl Client {
             server: server.trim_end_matches('/').to_string(),
             token,
             http,
+            login_command: None,
         })
+    }
+
+    /// The command that logs in again, named when the server refuses the token.
+    pub fn with_login_command(mut self, command: String) -> Self {
+        self.login_command = Some(command);
+        self
     }
 
     /// The server's URL.
@@ -150,11 +166,17 @@ impl Client {
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("HTTP {status} from {}{path}", self.server));
-        let hint = match status {
-            401 => format!(
-                "\n  log in with `stowage login --server {} --token TOKEN`",
+        let login = self.login_command.clone().unwrap_or_else(|| {
+            format!(
+                "stowage login --server {} --device (or --client-id ID, or --token TOKEN)",
                 self.server
-            ),
+            )
+        });
+        let hint = match status {
+            401 if body["details"]["reason"] == "token_expired" => {
+                format!("\n  the token has expired: log in again with `{login}`")
+            }
+            401 => format!("\n  log in with `{login}`"),
             403 => "\n  ask an admin to share it with you or to grant you a role".into(),
             _ => String::new(),
         };
@@ -208,6 +230,46 @@ impl Client {
             url: format!("{}{path}", self.server),
             reason: err.to_string(),
         })
+    }
+
+    /// Every item of the listing `/v1/{plural}` that the `filters` (query parameters) admit,
+    /// following its pages (`next_after`) to the end.
+    pub async fn list_all(
+        &self,
+        plural: &str,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/{plural}?limit={LIST_PAGE}");
+            let parameters = filters
+                .iter()
+                .copied()
+                .chain(after.as_deref().map(|after| ("after", after)));
+            for (name, value) in parameters {
+                let value = percent_encoding::utf8_percent_encode(
+                    value,
+                    percent_encoding::NON_ALPHANUMERIC,
+                );
+                path.push_str(&format!("&{name}={value}"));
+            }
+            let mut page = self.call(reqwest::Method::GET, &path, None).await?;
+            if let serde_json::Value::Array(found) = page["items"].take() {
+                items.extend(found);
+            }
+            match page["next_after"].as_str() {
+                // A server that named the same page again would never end the listing.
+                Some(next) if after.as_deref() != Some(next) => after = Some(next.to_string()),
+                Some(next) => {
+                    return Err(ClientError::Unexpected {
+                        url: format!("{}{path}", self.server),
+                        reason: format!("the page after `{next}` was `{next}` again"),
+                    });
+                }
+                None => return Ok(items),
+            }
+        }
     }
 
     /// GETs `path` as server-sent events and yields each event's data, parsed as JSON.

@@ -125,7 +125,7 @@ async fn edit_grants(
     flags: &ClientFlags,
     change: impl FnOnce(&mut Vec<Value>) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
-    let client = client(flags)?;
+    let client = client(flags).await?;
     let id = find_id(&client, "clusters", cluster).await?;
     let path = format!("/v1/clusters/{id}");
     let record = client.call(Method::GET, &path, None).await?;

@@ -1,5 +1,6 @@
-//! The CLI's configuration file: which server to talk to and the token to present, written by
-//! `stowage login` with mode 0600 because it holds a credential.
+//! The CLI's configuration file: which server to talk to, the token to present, when it expires
+//! and how it was got (so it can be renewed), written by `stowage login` with mode 0600 because
+//! it holds credentials.
 //!
 //! Where it lives: `$STOWAGE_CONFIG`, else `$XDG_CONFIG_HOME/stowage/config.toml`, else
 //! `~/.config/stowage/config.toml`.
@@ -25,6 +26,43 @@ pub struct ClientConfig {
     /// A PEM file of CA certificates to trust for the server's certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// When the token expires, in seconds since the epoch, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<i64>,
+    /// How the token was got from an OIDC issuer, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcLogin>,
+}
+
+/// How `stowage login` got a token from an OIDC issuer: enough to renew it, or to say which
+/// command gets a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLogin {
+    /// The issuer's URL.
+    pub issuer: String,
+    /// The audience (resource) the token was asked for.
+    pub audience: String,
+    /// The OAuth client.
+    pub client_id: String,
+    /// The grant that got it.
+    pub grant: LoginGrant,
+    /// The file holding the client secret (client credentials), read again to renew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    /// The refresh token the issuer gave with the access token, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// The OAuth 2.0 grant a token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginGrant {
+    /// Client credentials: a service account's id and secret.
+    ClientCredentials,
+    /// The device authorization grant: a person signed in in a browser.
+    Device,
 }
 
 /// Why the file could not be read or written.
@@ -130,6 +168,15 @@ mod tests {
             server: Some("http://127.0.0.1:1".into()),
             token: Some("secret".into()),
             ca_file: Some(dir.path().join("ca.pem")),
+            token_expires_at: Some(1_900_000_000),
+            oidc: Some(OidcLogin {
+                issuer: "http://127.0.0.1:2".into(),
+                audience: "urn:stowage:api".into(),
+                client_id: "stowage-cli".into(),
+                grant: LoginGrant::Device,
+                client_secret_file: None,
+                refresh_token: Some("refresh".into()),
+            }),
         };
         config.save(&path).unwrap();
         assert_eq!(ClientConfig::load(&path).unwrap(), config);

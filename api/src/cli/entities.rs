@@ -14,8 +14,11 @@ use super::{CliError, ClientFlags, client, print};
 pub enum EntityCommand<A: Args> {
     /// Registers one.
     Add(A),
-    /// Lists those you may see.
+    /// Lists those you may see (every page).
     List {
+        /// Only those with this label, `key=value` (repeatable: all must match).
+        #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+        labels: Vec<String>,
         /// Client flags.
         #[command(flatten)]
         client: ClientFlags,
@@ -180,16 +183,29 @@ fn env_secret(variable: &str, hint: &str) -> Result<String, CliError> {
         .ok_or_else(|| CliError::Usage(format!("{hint} (or set {variable})")))
 }
 
+/// The `label` parameter of a listing from `--label key=value` flags (`None`: no filter); a
+/// flag that is not `key=value` is named.
+pub(crate) fn label_filter(labels: &[String]) -> Result<Option<String>, CliError> {
+    for label in labels {
+        match label.split_once('=') {
+            Some((key, _)) if !key.is_empty() && !label.contains(',') => {}
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "--label takes key=value, not `{label}`"
+                )));
+            }
+        }
+    }
+    Ok((!labels.is_empty()).then(|| labels.join(",")))
+}
+
 /// The id of the `plural` entity named `name` (or with that id).
 pub(crate) async fn find_id(
     client: &super::client::Client,
     plural: &str,
     name: &str,
 ) -> Result<String, CliError> {
-    let list = client
-        .call(Method::GET, &format!("/v1/{plural}?limit=1000"), None)
-        .await?;
-    let items = list["items"].as_array().cloned().unwrap_or_default();
+    let items = client.list_all(plural, &[]).await?;
     let matching: Vec<&Value> = items
         .iter()
         .filter(|item| item["id"] == name || item["name"] == name)
@@ -341,7 +357,7 @@ pub async fn run<A: Args>(
     match command {
         EntityCommand::Add(args) => {
             let (flags, body) = add(args).await?;
-            let client = client(&flags)?;
+            let client = client(&flags).await?;
             let mut record = client
                 .call(Method::POST, &format!("/v1/{plural}"), Some(&body))
                 .await?;
@@ -358,11 +374,14 @@ pub async fn run<A: Args>(
                 records_table(std::slice::from_ref(record), status.as_ref())
             })
         }
-        EntityCommand::List { client: flags } => {
-            let list = client(&flags)?
-                .call(Method::GET, &format!("/v1/{plural}?limit=1000"), None)
-                .await?;
-            show(flags.output, &list["items"], |items| {
+        EntityCommand::List {
+            labels,
+            client: flags,
+        } => {
+            let labels = label_filter(&labels)?;
+            let filters: Vec<(&str, &str)> = labels.iter().map(|l| ("label", l.as_str())).collect();
+            let items = client(&flags).await?.list_all(plural, &filters).await?;
+            show(flags.output, &Value::Array(items), |items| {
                 records_table(
                     items.as_array().map(Vec::as_slice).unwrap_or_default(),
                     None,
@@ -373,7 +392,7 @@ pub async fn run<A: Args>(
             name,
             client: flags,
         } => {
-            let client = client(&flags)?;
+            let client = client(&flags).await?;
             let id = find_id(&client, plural, &name).await?;
             let mut record = client
                 .call(Method::GET, &format!("/v1/{plural}/{id}"), None)
@@ -394,12 +413,14 @@ pub async fn run<A: Args>(
             name,
             client: flags,
         } => {
-            let client = client(&flags)?;
+            let client = client(&flags).await?;
             let id = find_id(&client, plural, &name).await?;
             client
                 .call(Method::DELETE, &format!("/v1/{plural}/{id}"), None)
                 .await?;
-            print(&format!("removed `{name}` ({id})"))
+            let done = serde_json::json!({ "id": id, "name": name, "removed": true });
+            let sentence = format!("removed `{name}` ({id})");
+            super::backups::outcome(flags.output, &sentence, &done)
         }
     }
 }
@@ -432,7 +453,7 @@ pub async fn location_add(args: Box<LocationAdd>) -> Result<(ClientFlags, Value)
     // Keys come from a registered credential when one is named, else from the flags below.
     let credential = match &args.credential {
         Some(credential) => {
-            let client = client(&args.client)?;
+            let client = client(&args.client).await?;
             spec["credential"] = json!(find_id(&client, "credentials", credential).await?);
             true
         }
@@ -557,7 +578,7 @@ pub async fn rule_add(args: RuleAdd) -> Result<(ClientFlags, Value), CliError> {
 
 /// `stowage resources`.
 pub async fn resources(args: ResourcesArgs) -> Result<(), CliError> {
-    let client = client(&args.client)?;
+    let client = client(&args.client).await?;
     let id = find_id(&client, "clusters", &args.cluster).await?;
     let pairs: Vec<(&str, &String)> = [
         ("namespace", &args.namespace),

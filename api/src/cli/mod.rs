@@ -6,6 +6,7 @@ pub mod client;
 pub mod clusters;
 pub mod config;
 pub mod entities;
+pub mod login;
 pub mod output;
 pub mod progress;
 pub mod schedules;
@@ -13,7 +14,7 @@ pub mod shares;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
@@ -55,19 +56,9 @@ pub struct ClientFlags {
 pub enum Command {
     /// Runs the Stowage server: the REST API over an embedded RocksDB.
     Server(ServerArgs),
-    /// Stores the server's URL and a token for the commands that follow.
-    Login {
-        /// The server's URL.
-        #[arg(long, default_value = DEFAULT_SERVER)]
-        server: String,
-        /// The token: an OIDC access token or the bootstrap admin token; `-` reads it from stdin.
-        #[arg(long)]
-        token: String,
-        /// A PEM file of CA certificates to trust for the server's certificate (kept in the
-        /// configuration file).
-        #[arg(long, env = "STOWAGE_CA_FILE")]
-        ca_file: Option<PathBuf>,
-    },
+    /// Logs in: gets a token (OIDC device flow, client credentials, or one given), checks it
+    /// with the server and stores it for the commands that follow.
+    Login(login::LoginArgs),
     /// Shows who the server takes you for.
     Whoami(ClientFlags),
     /// Shows the audit stream: every command with its actor and time.
@@ -193,6 +184,10 @@ pub struct ServerArgs {
     /// The token claim holding the caller's groups.
     #[arg(long, env = "STOWAGE_OIDC_GROUPS_CLAIM", default_value = "groups")]
     pub oidc_groups_claim: String,
+    /// The issuer's public client for `stowage login --device` (allowed the device
+    /// authorization grant); the CLI learns it from the server.
+    #[arg(long, env = "STOWAGE_OIDC_DEVICE_CLIENT_ID", requires = "oidc_issuer")]
+    pub oidc_device_client_id: Option<String>,
     /// A group whose members are admins (repeatable).
     #[arg(
         long = "admin-group",
@@ -261,6 +256,9 @@ pub enum CliError {
     /// Bad input.
     #[error("{0}")]
     Usage(String),
+    /// Logging in failed.
+    #[error(transparent)]
+    Login(#[from] login::LoginError),
     /// Printing failed.
     #[error("cannot print: {0}")]
     Output(String),
@@ -269,17 +267,29 @@ pub enum CliError {
     Unhealthy(usize),
 }
 
-/// The server and token a client command uses: flags, then the configuration file, then defaults.
-pub fn client(flags: &ClientFlags) -> Result<Client, CliError> {
-    let file = ClientConfig::load(&ClientConfig::default_path()?)?;
+/// The server and token a client command uses: flags, then the configuration file (its token
+/// renewed if it has expired), then defaults.
+pub async fn client(flags: &ClientFlags) -> Result<Client, CliError> {
+    let path = ClientConfig::default_path()?;
+    let file = ClientConfig::load(&path)?;
     let server = flags
         .server
         .clone()
-        .or(file.server)
+        .or(file.server.clone())
         .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-    let token = flags.token.clone().or(file.token);
-    let ca_file = flags.ca_file.clone().or(file.ca_file);
-    Ok(Client::new(&server, token, ca_file.as_deref())?)
+    let ca_file = flags.ca_file.clone().or(file.ca_file.clone());
+    // The command that logs in again names the server actually used, and the file's way of
+    // logging in only when the file's token is the one presented.
+    let login_command = login::login_command(&ClientConfig {
+        server: Some(server.clone()),
+        oidc: file.oidc.clone().filter(|_| flags.token.is_none()),
+        ..ClientConfig::default()
+    });
+    let token = match &flags.token {
+        Some(token) => Some(token.clone()),
+        None => login::current_token(file, &path).await?,
+    };
+    Ok(Client::new(&server, token, ca_file.as_deref())?.with_login_command(login_command))
 }
 
 pub(crate) fn print(text: &str) -> Result<(), CliError> {
@@ -287,41 +297,9 @@ pub(crate) fn print(text: &str) -> Result<(), CliError> {
     writeln!(stdout, "{}", text.trim_end()).map_err(|err| CliError::Output(err.to_string()))
 }
 
-/// `stowage login`: checks the token with the server, then stores both.
-pub async fn login(server: &str, token: &str, ca_file: Option<&Path>) -> Result<(), CliError> {
-    let token = if token == "-" {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|err| CliError::Usage(format!("cannot read the token from stdin: {err}")))?;
-        line.trim().to_string()
-    } else {
-        token.to_string()
-    };
-    if token.is_empty() {
-        return Err(CliError::Usage("the token is empty".into()));
-    }
-    let client = Client::new(server, Some(token.clone()), ca_file)?;
-    let who: crate::auth::Principal = client.get("/v1/whoami").await?;
-    let path = ClientConfig::default_path()?;
-    ClientConfig {
-        server: Some(client.server().to_string()),
-        token: Some(token),
-        ca_file: ca_file.map(Path::to_path_buf),
-    }
-    .save(&path)?;
-    print(&format!(
-        "logged in to {} as {} ({}); saved in {}",
-        client.server(),
-        who.subject,
-        who.role.as_str(),
-        path.display()
-    ))
-}
-
 /// `stowage whoami`.
 pub async fn whoami(flags: &ClientFlags) -> Result<(), CliError> {
-    let who: crate::auth::Principal = client(flags)?.get("/v1/whoami").await?;
+    let who: crate::auth::Principal = client(flags).await?.get("/v1/whoami").await?;
     let text = output::render(flags.output, &who, |who| {
         let mut table = output::table(&["subject", "role", "groups"]);
         table.add_row(vec![
@@ -355,7 +333,7 @@ pub async fn events(
     follow: bool,
     flags: &ClientFlags,
 ) -> Result<(), CliError> {
-    let client = client(flags)?;
+    let client = client(flags).await?;
     if !follow {
         let page: AuditPage = client
             .get(&format!("/v1/events?after={after}&limit={limit}"))

@@ -27,6 +27,19 @@ pub fn render<T: Serialize>(
     }
 }
 
+/// What a command that changes something says: `sentence` for people, `value` (the record
+/// the server answered with, or what was done) as JSON or YAML for scripts.
+pub fn render_outcome<T: Serialize>(
+    format: Format,
+    sentence: &str,
+    value: &T,
+) -> Result<String, String> {
+    match format {
+        Format::Table => Ok(sentence.to_string()),
+        Format::Json | Format::Yaml => render(format, value, |_| comfy_table::Table::new()),
+    }
+}
+
 /// A table with `header`, in the plain style of kubectl.
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut table = comfy_table::Table::new();

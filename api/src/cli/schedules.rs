@@ -138,7 +138,7 @@ pub async fn policy_add(args: PolicyAdd) -> Result<(ClientFlags, Value), CliErro
 
 /// The create body of `stowage schedule add`.
 pub async fn schedule_add(args: Box<ScheduleAdd>) -> Result<(ClientFlags, Value), CliError> {
-    let client = client(&args.client)?;
+    let client = client(&args.client).await?;
     let policy = find_id(&client, "schedule-policies", &args.policy).await?;
     let backup = args.selection.spec(&client).await?;
     let spec = json!({
@@ -160,7 +160,7 @@ pub async fn schedule(command: ScheduleCommand) -> Result<(), CliError> {
         ScheduleCommand::Suspend { name, client } => (name, client, "suspend"),
         ScheduleCommand::Resume { name, client } => (name, client, "resume"),
     };
-    let client = client(&flags)?;
+    let client = client(&flags).await?;
     let id = find_id(&client, "backup-schedules", &name).await?;
     let record = client
         .call(

@@ -101,7 +101,7 @@ async fn change(
     to: &Value,
     share: Option<Value>,
 ) -> Result<(), CliError> {
-    let client = client(flags)?;
+    let client = client(flags).await?;
     let record = find_record(&client, plural, name).await?;
     let id = record["id"].as_str().unwrap_or_default().to_string();
     let mut shares: Vec<Value> = record["shares"]

@@ -7,8 +7,9 @@
 //!    engine. The catalog projection folds the sync run's events into one record per backup,
 //!    exactly as for a server that finds a repository other servers wrote.
 //! 2. Serves the product's routes on a loopback port with the bootstrap admin token.
-//! 3. Drives `GET /v1/backups?limit=100&cluster=...` (a filtered page) and then
-//!    `GET /v1/backups/{id}` (over every backup id in turn) with `oha` at a fixed rate for a
+//! 3. Drives `GET /v1/backups?limit=100&cluster=...` (a filtered page), `GET
+//!    /v1/backups?limit=100` (the first page) and then `GET /v1/backups/{id}` (over every backup
+//!    id in turn) with `oha` at a fixed rate for a
 //!    fixed time, latency measured from when each request was due (`--latency-correction`).
 //!
 //! Prints one JSON line per route: requests per second achieved, p50 and p99 in milliseconds,
@@ -138,8 +139,10 @@ async fn run() -> anyhow::Result<()> {
         .collect();
     std::fs::write(&urls, lines.join("\n") + "\n").context("writing the URL list")?;
     let list = server.url("/v1/backups?limit=100&cluster=cluster-3");
+    let unfiltered = server.url("/v1/backups?limit=100");
     let routes = [
         ("GET /v1/backups?limit=100&cluster=", Target::Url(list)),
+        ("GET /v1/backups?limit=100", Target::Url(unfiltered)),
         ("GET /v1/backups/{id}", Target::File(&urls)),
     ];
     for (route, target) in routes {

@@ -55,7 +55,7 @@ fn needs(method: &str, template: &str) -> Option<Needs> {
     }
     let parts: Vec<&str> = template.trim_start_matches("/v1/").split('/').collect();
     Some(match (method, parts.as_slice()) {
-        ("get", ["openapi.json"]) => Public,
+        ("get", ["openapi.json" | "login-options"]) => Public,
         ("get", ["whoami"]) | ("get", ["events"]) => Anyone,
         ("get", [_]) => Anyone,
         ("post", [_]) => Operator,

@@ -205,6 +205,12 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
         .call("alice", M::GET, "/v1/backups?label=team=shop", None)
         .await;
     assert_eq!(alices["items"][0]["id"], id.as_str(), "{alices}");
+    // A listed record is the record a get answers, field for field.
+    let (_, got) = users
+        .call("alice", M::GET, &format!("/v1/backups/{id}"), None)
+        .await;
+    assert_eq!(alices["items"][0], got, "{alices}");
+    assert_eq!(alices["next_after"], Value::Null, "{alices}");
     let (status, _) = users
         .call(
             "carol",
@@ -368,6 +374,26 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
         .call("bob", M::GET, &format!("/v1/restores?backup={id}"), None)
         .await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    let location = listed["items"][0]["location"].as_str().unwrap().to_string();
+    let (_, by_location) = users
+        .call(
+            "bob",
+            M::GET,
+            &format!("/v1/restores?location={location}"),
+            None,
+        )
+        .await;
+    assert_eq!(by_location["items"], listed["items"], "{by_location}");
+    let (_, elsewhere) = users
+        .call("bob", M::GET, "/v1/restores?location=elsewhere", None)
+        .await;
+    assert_eq!(elsewhere["items"], json!([]), "{elsewhere}");
+    // Restores carry no labels: a label filter is refused, not ignored.
+    let (status, refused) = users
+        .call("bob", M::GET, "/v1/restores?label=app=shop", None)
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["details"]["parameter"], "label", "{refused}");
     no_temporaries(&client, "shop-copy").await;
 }
 

@@ -6,6 +6,7 @@
 //! durable as those runs, survive a restart, and come back the same from a replay of the log.
 //! A backup found in a location by a sync run enters the catalog as `synced`.
 
+mod listing;
 mod projection;
 mod sharing;
 
@@ -17,6 +18,7 @@ use stowage_engine::Store;
 
 use crate::entity::Share;
 
+pub use listing::{BackupHead, JsonPage, RestoreHead};
 pub use projection::{CATALOG_PROJECTION, CatalogProjection};
 pub use sharing::{
     BACKUP_SHARES_PREFIX, RESTORE_SHARES_PREFIX, ShareError, backup_shares_stream, check_shares,
@@ -389,9 +391,6 @@ pub struct Catalog {
     store: Arc<Store>,
 }
 
-/// Records scanned per read of the database while a listing fills a page.
-const SCAN_BATCH: usize = 256;
-
 impl Catalog {
     /// The catalog of `store`, which must have been opened with [`CatalogProjection`].
     pub fn new(store: Arc<Store>) -> Self {
@@ -432,54 +431,6 @@ impl Catalog {
         Ok(index.map(|index| (index.kind, index.id)))
     }
 
-    /// A page of backups that match `query` and that `visible` admits. With a schedule,
-    /// cluster, location or status filter it reads that field's index (in that order of
-    /// preference), so it reads only the records that match it.
-    pub fn backups(
-        &self,
-        query: &CatalogQuery,
-        visible: impl Fn(&BackupRecord) -> bool,
-    ) -> Result<CatalogPage<BackupRecord>, CatalogError> {
-        let wanted = |record: &BackupRecord| {
-            query.matches(
-                record.status.as_str(),
-                &record.cluster,
-                &record.location,
-                &record.name,
-            ) && query
-                .schedule
-                .as_deref()
-                .is_none_or(|schedule| record.schedule.as_deref() == Some(schedule))
-                && query
-                    .labels
-                    .iter()
-                    .all(|(key, value)| record.labels.get(key) == Some(value))
-                && visible(record)
-        };
-        let index = [
-            ("schedule", &query.schedule),
-            ("cluster", &query.cluster),
-            ("location", &query.location),
-            ("status", &query.status),
-        ]
-        .into_iter()
-        .find_map(|(field, value)| value.as_deref().map(|value| (field, value)));
-        match index {
-            Some((field, value)) => self.page(
-                &projection::index_prefix(field, value),
-                query,
-                |_, id| self.backup(id),
-                wanted,
-            ),
-            None => self.page(
-                projection::BACKUP_PREFIX,
-                query,
-                |value, key| decode(value, key).map(Some),
-                wanted,
-            ),
-        }
-    }
-
     /// Whether the catalog's keys follow this version's layout. A catalog built by an older
     /// server does not, and must be rebuilt from the log ([`Store::rebuild_projections`]) before
     /// it is read; an empty one does not either, and rebuilding it costs nothing.
@@ -490,86 +441,4 @@ impl Catalog {
             .as_deref()
             == Some(projection::FORMAT))
     }
-
-    /// A page of restores that match `query` and that `visible` admits.
-    pub fn restores(
-        &self,
-        query: &CatalogQuery,
-        visible: impl Fn(&RestoreRecord) -> bool,
-    ) -> Result<CatalogPage<RestoreRecord>, CatalogError> {
-        self.page(
-            projection::RESTORE_PREFIX,
-            query,
-            |value, key| decode(value, key).map(Some),
-            |record: &RestoreRecord| {
-                query.matches(
-                    record.status.as_str(),
-                    &record.cluster,
-                    &record.location,
-                    &record.name,
-                ) && query
-                    .backup
-                    .as_deref()
-                    .is_none_or(|backup| record.backup == backup)
-                    && visible(record)
-            },
-        )
-    }
-
-    /// Scans the keys under `prefix` (`<prefix><id>`) in id order, from after `query.after`,
-    /// until a page is full; `load` gives the record of a key's value and id (`None`: skip it).
-    fn page<T>(
-        &self,
-        prefix: &[u8],
-        query: &CatalogQuery,
-        load: impl Fn(&[u8], &str) -> Result<Option<T>, CatalogError>,
-        wanted: impl Fn(&T) -> bool,
-    ) -> Result<CatalogPage<T>, CatalogError> {
-        let limit = query.limit.max(1);
-        let mut items: Vec<(String, T)> = Vec::new();
-        let mut cursor: Option<Vec<u8>> = query.after.as_ref().map(|after| {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(after.as_bytes());
-            key
-        });
-        loop {
-            let batch = self.store.projection_page(
-                CATALOG_PROJECTION,
-                prefix,
-                cursor.as_deref(),
-                SCAN_BATCH,
-            )?;
-            let exhausted = batch.len() < SCAN_BATCH;
-            for (key, value) in batch {
-                let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-                let record = load(&value, &id)?;
-                cursor = Some(key);
-                let Some(record) = record.filter(|record| wanted(record)) else {
-                    continue;
-                };
-                if items.len() == limit {
-                    let next_after = items.last().map(|(id, _)| id.clone());
-                    return Ok(CatalogPage {
-                        items: items.into_iter().map(|(_, record)| record).collect(),
-                        next_after,
-                    });
-                }
-                items.push((id, record));
-            }
-            if exhausted {
-                return Ok(CatalogPage {
-                    items: items.into_iter().map(|(_, record)| record).collect(),
-                    next_after: None,
-                });
-            }
-        }
-    }
-}
-
-/// A record stored as JSON; `id` names it in the error.
-fn decode<T: serde::de::DeserializeOwned>(value: &[u8], id: &str) -> Result<T, CatalogError> {
-    serde_json::from_slice(value).map_err(|err| CatalogError::Corrupt {
-        key: id.to_string(),
-        reason: err.to_string(),
-    })
 }

@@ -44,7 +44,10 @@ pub(super) fn restore_key(id: &str) -> Vec<u8> {
 /// The key marking which layout the projection's keys follow; a store whose catalog lacks it
 /// (or has another) was built by an older server and is rebuilt from the log at start.
 pub(super) const FORMAT_KEY: &[u8] = b"meta/format";
-/// This layout: records plus the `by/` indexes.
+/// This layout: records plus the `by/` indexes. Listings answer with records as stored
+/// ([`super::JsonPage`]), so a change of what a stored record holds (a new field of
+/// [`BackupRecord`] or [`RestoreRecord`]) changes this too, and the catalog is rebuilt in the new
+/// form at the next start.
 pub(super) const FORMAT: &[u8] = b"2";
 
 /// The index entry of backup `id` under `field` = `value` (`/` and `%` escaped in the value, so
