@@ -4,17 +4,18 @@
 //! are switched on. The HTTP layer calls these; they never speak HTTP.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 
-use super::controllers::admission;
+use super::controllers::{self, CronJobRunError, admission};
 use super::errors::ApiError;
+use super::namespaces;
 use super::patch::{self, PatchKind};
 use super::pod_status;
 use super::processes::PodRuntime;
 use super::registry::{Registry, crd_resources};
 use super::resources::ResourceInfo;
+use super::services::ServiceAllocators;
 use super::store::{Decision, Store};
 use super::validation::{check_name, check_type, settle_namespace};
 use super::volumes::VolumeFolders;
@@ -136,6 +137,11 @@ fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
         .unwrap_or_default()
 }
 
+/// The string field `field` of `value`, or "".
+fn str_at<'a>(value: &'a Value, field: &str) -> &'a str {
+    value.get(field).and_then(Value::as_str).unwrap_or_default()
+}
+
 fn has_finalizers(object: &Value) -> bool {
     object
         .pointer("/metadata/finalizers")
@@ -174,6 +180,9 @@ fn desired_state(object: &Value) -> Value {
     rest
 }
 
+/// The finalizer that holds an owner deleted in the foreground until its dependents are gone.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
 /// Outcome of a delete request inside the store.
 enum Deletion {
     /// The object is gone.
@@ -188,8 +197,7 @@ pub struct Cluster {
     store: Store,
     registry: Registry,
     controllers: Controllers,
-    next_service_ip: AtomicU32,
-    next_node_port: AtomicU32,
+    service_allocators: ServiceAllocators,
     volume_folders: VolumeFolders,
     pod_runtime: PodRuntime,
 }
@@ -206,8 +214,7 @@ impl Cluster {
             store,
             registry: Registry::new(),
             controllers,
-            next_service_ip: AtomicU32::new(0),
-            next_node_port: AtomicU32::new(0),
+            service_allocators: ServiceAllocators::default(),
             volume_folders,
             pod_runtime: PodRuntime::default(),
         });
@@ -224,10 +231,6 @@ impl Cluster {
                 .registry
                 .set_custom(meta_str(&crd, "name"), Some(resources));
         }
-        let services = cluster.store.list("/services", None, None, 0, |_| true);
-        let used = services.items.len() as u32;
-        cluster.next_service_ip.store(used, Ordering::Relaxed);
-        cluster.next_node_port.store(used * 4, Ordering::Relaxed);
         let namespaces = cluster.resource("", "v1", "namespaces")?;
         for name in DEFAULT_NAMESPACES {
             if cluster.store.get("/namespaces", "", name).is_none() {
@@ -235,6 +238,18 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Runs CronJob `name` as its controller does when the schedule time `scheduled` comes:
+    /// creates the Job `<name>-<minutes since the epoch>` from its `jobTemplate` and records it
+    /// in the CronJob's status (kubesim keeps no clock of schedules; see `docs/kubesim.md`).
+    pub fn run_cron_job(
+        self: &Arc<Self>,
+        namespace: &str,
+        name: &str,
+        scheduled: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Arc<Value>, CronJobRunError> {
+        controllers::run_cron_job(self, namespace, name, scheduled)
     }
 
     /// The store (for watches and the benchmark).
@@ -357,6 +372,14 @@ impl Cluster {
         } else {
             None
         };
+        // Held until the Service is stored, so that no other create takes its addresses.
+        let _allocation = if self.controllers.service_ips && is(resource, "", "services") {
+            let mut allocators = self.service_allocators.lock();
+            allocators.allocate(&self.store, &name, &mut object)?;
+            Some(allocators)
+        } else {
+            None
+        };
         self.apply_defaults(resource, &mut object);
         let key = storage_key(resource);
         let (_, stored) = self.store.modify(&key, namespace, &name, |current, _| {
@@ -385,10 +408,8 @@ impl Cluster {
                 object["spec"] = json!({"finalizers": ["kubernetes"]});
                 object["status"] = json!({"phase": "Active"});
             }
-            ("", "services") if self.controllers.service_ips => {
-                self.allocate_service_addresses(object)
-            }
             ("batch", "jobs") => admission::default_job(object),
+            ("batch", "cronjobs") => admission::default_cron_job(object),
             ("apps", plural) => admission::default_workload(plural, object),
             ("", "replicationcontrollers") => admission::default_replication_controller(object),
             ("", "persistentvolumeclaims") => {
@@ -431,41 +452,6 @@ impl Cluster {
                 });
             }
             _ => {}
-        }
-    }
-
-    fn allocate_service_addresses(&self, object: &mut Value) {
-        let service_type = object
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        if service_type == "ExternalName" {
-            return;
-        }
-        let spec = &mut object["spec"];
-        if spec
-            .get("clusterIP")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            let index = self.next_service_ip.fetch_add(1, Ordering::Relaxed) + 10;
-            let ip = format!("10.96.{}.{}", (index >> 8) & 0xff, index & 0xff);
-            spec["clusterIP"] = json!(ip);
-            spec["clusterIPs"] = json!([ip]);
-        }
-        if spec.get("type").is_none() {
-            spec["type"] = json!("ClusterIP");
-        }
-        if (service_type == "NodePort" || service_type == "LoadBalancer")
-            && let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut)
-        {
-            for port in ports {
-                if port.get("nodePort").is_none() {
-                    let offset = self.next_node_port.fetch_add(1, Ordering::Relaxed) % 2768;
-                    port["nodePort"] = json!(30000 + offset);
-                }
-            }
         }
     }
 
@@ -640,8 +626,8 @@ impl Cluster {
         })?;
         let stored =
             stored.ok_or_else(|| ApiError::internal("an updated object was not stored"))?;
-        if gone && self.controllers.garbage_collector {
-            self.collect_dependents(&stored, Propagation::Background);
+        if gone {
+            self.after_removal(resource, &stored, Propagation::Background);
         }
         if !gone
             && is(
@@ -665,6 +651,25 @@ impl Cluster {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<Arc<Value>, ApiError> {
+        let (outcome, object) = self.delete_object(resource, namespace, name, options)?;
+        if matches!(outcome, Deletion::Pending)
+            && is(resource, "", "namespaces")
+            && self.controllers.namespace_lifecycle
+        {
+            self.spawn_namespace_cleanup(name.to_string());
+        }
+        Ok(object)
+    }
+
+    /// What [`Cluster::delete`] does, except starting the cleanup of a deleted namespace
+    /// (callers that hold an `Arc` of the cluster do that).
+    fn delete_object(
+        &self,
+        resource: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(Deletion, Arc<Value>), ApiError> {
         let namespace = if resource.namespaced { namespace } else { "" };
         let key = storage_key(resource);
         let is_namespace = is(resource, "", "namespaces");
@@ -713,7 +718,7 @@ impl Cluster {
                     .as_object_mut()
                     .map(|m| m.entry("finalizers").or_insert_with(|| json!([])));
                 if let Some(Value::Array(finalizers)) = finalizers {
-                    finalizers.push(json!("foregroundDeletion"));
+                    finalizers.push(json!(FOREGROUND_DELETION));
                 }
             }
             Ok(Decision::Put(next, Deletion::Pending))
@@ -722,18 +727,13 @@ impl Cluster {
             object.ok_or_else(|| ApiError::internal("a deleted object was not returned"))?;
         match outcome {
             Deletion::Gone => self.after_removal(resource, &object, options.propagation),
-            Deletion::Pending if is_namespace => {
-                if self.controllers.namespace_lifecycle {
-                    self.spawn_namespace_cleanup(name.to_string());
-                }
-            }
             Deletion::Pending if foreground => {
-                self.collect_dependents(&object, Propagation::Background);
-                self.remove_finalizer(resource, namespace, name, "foregroundDeletion");
+                self.collect_dependents(&object, Propagation::Foreground);
+                self.release_foreground(resource, namespace, name);
             }
             Deletion::Pending => {}
         }
-        Ok(object)
+        Ok((outcome, object))
     }
 
     fn remove_finalizer(
@@ -750,27 +750,41 @@ impl Cluster {
             }
             Ok(next)
         });
-        if let Err(error) = result {
-            tracing::warn!(%error, name, "could not remove finalizer {finalizer}");
+        match result {
+            Err(error) if error.code != 404 => {
+                tracing::warn!(%error, name, "could not remove finalizer {finalizer}");
+            }
+            _ => {}
         }
     }
 
-    /// Deletes or orphans the objects whose ownerReferences name `owner`'s uid.
-    fn collect_dependents(&self, owner: &Value, propagation: Propagation) {
-        let uid = meta_str(owner, "uid").to_string();
+    /// The objects whose ownerReferences name `uid` (only those that block the owner's
+    /// foreground deletion with `blocking`), with their resource keys.
+    fn dependents_of(&self, uid: &str, blocking: bool) -> Vec<(Arc<str>, Arc<Value>)> {
         if uid.is_empty() {
-            return;
+            return Vec::new();
         }
-        let owned_by = |object: &Value| {
+        self.store.scan(|_, object| {
             object
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array)
                 .is_some_and(|refs| {
-                    refs.iter()
-                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
+                    refs.iter().any(|r| {
+                        r.get("uid").and_then(Value::as_str) == Some(uid)
+                            && (!blocking
+                                || r.get("blockOwnerDeletion").and_then(Value::as_bool)
+                                    == Some(true))
+                    })
                 })
-        };
-        for (key, dependent) in self.store.scan(|_, object| owned_by(object)) {
+        })
+    }
+
+    /// Deletes or orphans the objects whose ownerReferences name `owner`'s uid. In the
+    /// foreground, as the garbage collector does, a dependent that has dependents of its own
+    /// is deleted in the foreground too, any other in the background.
+    fn collect_dependents(&self, owner: &Value, propagation: Propagation) {
+        let uid = meta_str(owner, "uid").to_string();
+        for (key, dependent) in self.dependents_of(&uid, false) {
             let Some(resource) = self.resource_for_key(&key) else {
                 continue;
             };
@@ -790,9 +804,23 @@ impl Cluster {
                         Ok(next)
                     })
                     .map(|_| ()),
-                Propagation::Background | Propagation::Foreground => self
-                    .delete_without_spawning(&resource, namespace, name)
-                    .map(|_| ()),
+                Propagation::Background | Propagation::Foreground => {
+                    let cascade = if propagation == Propagation::Foreground
+                        && !self
+                            .dependents_of(meta_str(&dependent, "uid"), false)
+                            .is_empty()
+                    {
+                        Propagation::Foreground
+                    } else {
+                        Propagation::Background
+                    };
+                    let options = DeleteOptions {
+                        propagation: cascade,
+                        ..DeleteOptions::default()
+                    };
+                    self.delete_object(&resource, namespace, name, &options)
+                        .map(|_| ())
+                }
             };
             if let Err(error) = result
                 && error.code != 404
@@ -802,35 +830,60 @@ impl Cluster {
         }
     }
 
-    /// A background-propagation delete usable from places that hold no `Arc<Self>`.
-    fn delete_without_spawning(
-        &self,
-        resource: &ResourceInfo,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(), ApiError> {
-        let key = storage_key(resource);
-        let (gone, object) = self.store.modify(&key, namespace, name, |current, _| {
-            let current = current
-                .ok_or_else(|| ApiError::not_found(&resource.group, &resource.plural, name))?;
-            if !has_finalizers(current) {
-                return Ok(Decision::Delete(true));
-            }
-            if is_deleting(current) {
-                return Ok(Decision::Keep(false));
-            }
-            let mut next = Value::clone(current);
-            next["metadata"]["deletionTimestamp"] = json!(now());
-            next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            Ok(Decision::Put(next, false))
-        })?;
-        if let (true, Some(object)) = (gone, object) {
-            self.after_removal(resource, &object, Propagation::Background);
+    /// An owner deleted in the foreground goes once no dependent blocks it (ownerReference
+    /// with `blockOwnerDeletion: true`): its `foregroundDeletion` finalizer is removed.
+    fn release_foreground(&self, resource: &ResourceInfo, namespace: &str, name: &str) {
+        let Some(owner) = self.store.get(&storage_key(resource), namespace, name) else {
+            return;
+        };
+        let waiting = is_deleting(&owner)
+            && owner
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
+        if waiting && self.dependents_of(meta_str(&owner, "uid"), true).is_empty() {
+            self.remove_finalizer(resource, namespace, name, FOREGROUND_DELETION);
         }
-        Ok(())
     }
 
-    /// What follows an object's removal: a CRD's objects go with it, dependents are collected.
+    /// A removed object's owners that wait for their dependents in the foreground may go now.
+    fn release_owners(&self, object: &Value) {
+        let Some(refs) = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            return;
+        };
+        for reference in refs {
+            let text = |field: &str| str_at(reference, field);
+            let (group, version) = match text("apiVersion").split_once('/') {
+                Some((group, version)) => (group, version),
+                None => ("", text("apiVersion")),
+            };
+            let Some(resource) = self
+                .registry
+                .all()
+                .into_iter()
+                .find(|r| r.group == group && r.version == version && r.kind == text("kind"))
+            else {
+                continue;
+            };
+            let namespace = if resource.namespaced {
+                meta_str(object, "namespace")
+            } else {
+                ""
+            };
+            let owner = self
+                .store
+                .get(&storage_key(&resource), namespace, text("name"));
+            if owner.is_some_and(|owner| meta_str(&owner, "uid") == text("uid")) {
+                self.release_foreground(&resource, namespace, text("name"));
+            }
+        }
+    }
+
+    /// What follows an object's removal: a CRD's objects go with it, dependents are collected,
+    /// owners waiting for it in the foreground are released.
     fn after_removal(&self, resource: &ResourceInfo, object: &Value, propagation: Propagation) {
         if is(
             resource,
@@ -841,6 +894,7 @@ impl Cluster {
         }
         if self.controllers.garbage_collector {
             self.collect_dependents(object, propagation);
+            self.release_owners(object);
         }
     }
 
@@ -895,8 +949,12 @@ impl Cluster {
                     .list(&storage_key(&resource), Some(namespace), None, 0, |_| true);
             for object in objects.items {
                 remaining += 1;
-                let _ =
-                    self.delete_without_spawning(&resource, namespace, meta_str(&object, "name"));
+                let _ = self.delete_object(
+                    &resource,
+                    namespace,
+                    meta_str(&object, "name"),
+                    &DeleteOptions::default(),
+                );
             }
         }
         if remaining > 0 {
@@ -904,6 +962,7 @@ impl Cluster {
                 !key.starts_with("/namespaces") && meta_str(object, "namespace") == namespace
             });
             if !left.is_empty() {
+                self.report_namespace_content(namespace, &left);
                 return false;
             }
         }
@@ -916,5 +975,31 @@ impl Cluster {
                 })
             });
         removed.is_ok()
+    }
+
+    /// Writes what still holds a terminating namespace into its conditions (no change, and no
+    /// watch event, while that stays the same).
+    fn report_namespace_content(&self, namespace: &str, left: &[(Arc<str>, Arc<Value>)]) {
+        let result = self
+            .store
+            .modify("/namespaces", "", namespace, |current, _| {
+                let Some(current) = current.filter(|ns| is_deleting(ns)) else {
+                    return Ok(Decision::Keep(()));
+                };
+                let previous = current
+                    .pointer("/status/conditions")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let conditions = namespaces::deletion_conditions(&previous, left, &now());
+                if conditions == previous {
+                    return Ok(Decision::Keep(()));
+                }
+                let mut next = Value::clone(current);
+                next["status"]["conditions"] = conditions;
+                Ok(Decision::Put(next, ()))
+            });
+        if let Err(error) = result {
+            tracing::warn!(%error, namespace, "could not report a namespace's remaining content");
+        }
     }
 }

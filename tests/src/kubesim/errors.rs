@@ -11,6 +11,8 @@ pub struct FieldCause {
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+    /// `causes[].reason`: `FieldValueInvalid` for most, `NamespaceTerminating`, ...
+    pub reason: &'static str,
 }
 
 /// An error answered as a Kubernetes `Status`.
@@ -171,6 +173,7 @@ impl ApiError {
         error.details.causes.push(FieldCause {
             field: "metadata.namespace".into(),
             message: format!("namespace {namespace} is being terminated"),
+            reason: "NamespaceTerminating",
         });
         error
     }
@@ -198,7 +201,7 @@ impl ApiError {
                 .causes
                 .iter()
                 .map(|cause| {
-                    json!({"reason": "FieldValueInvalid", "message": cause.message, "field": cause.field})
+                    json!({"reason": cause.reason, "message": cause.message, "field": cause.field})
                 })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
@@ -287,6 +290,7 @@ mod tests {
             vec![FieldCause {
                 field: "metadata.name".into(),
                 message: "Invalid value: \"Bad_Name\": must be lowercase".into(),
+                reason: "FieldValueInvalid",
             }],
         );
         let status = error.to_status();

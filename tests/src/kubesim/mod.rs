@@ -16,6 +16,7 @@ mod kubeconfig;
 mod local_pods;
 mod logs;
 pub mod mounts;
+mod namespaces;
 mod openapi;
 mod patch;
 mod pod_status;
@@ -24,6 +25,7 @@ mod registry;
 mod resources;
 mod selector;
 mod server;
+mod services;
 mod store;
 mod tables;
 mod tls;
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use cluster::{Cluster, Controllers, DEFAULT_NAMESPACES};
+pub use controllers::CronJobRunError;
 pub use errors::{ApiError, StartError};
 pub use logs::LogBuffer;
 pub use processes::{LocalImage, PodRuntime};
@@ -209,6 +212,17 @@ impl Kubesim {
     /// The CA certificate (PEM) that signs the serving certificate.
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// Runs CronJob `namespace/name` now, as its controller does when a schedule time comes
+    /// ([`Cluster::run_cron_job`] with the current time); answers the Job it created.
+    pub fn run_cron_job(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<serde_json::Value>, CronJobRunError> {
+        self.cluster
+            .run_cron_job(namespace, name, chrono::Utc::now())
     }
 
     /// The cluster behind the server.

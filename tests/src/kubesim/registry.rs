@@ -138,6 +138,7 @@ pub fn crd_resources(crd: &Value) -> Result<Vec<ResourceInfo>, ApiError> {
         causes.push(FieldCause {
             field: field.into(),
             message,
+            reason: "FieldValueInvalid",
         })
     };
     if group.is_empty() || !group.contains('.') {

@@ -79,6 +79,11 @@ pub fn check_name(resource: &ResourceInfo, name: &str) -> Result<(), ApiError> {
             vec![FieldCause {
                 field: "metadata.name".into(),
                 message,
+                reason: if name.is_empty() {
+                    "FieldValueRequired"
+                } else {
+                    "FieldValueInvalid"
+                },
             }],
         )),
     }

@@ -2,10 +2,12 @@
 //! defaults, Deployment → ReplicaSet → Pods with rollouts, StatefulSets, DaemonSets, and Jobs
 //! completing or failing from pod phases written whenever and by whomever.
 
+use futures::TryStreamExt;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use stowage_tests::kubesim::Controllers;
+use stowage_tests::kubesim::{Controllers, CronJobRunError};
 
 use super::kube_rs::client;
 use super::kubectl::{kubectl, kubectl_with_input, ok};
@@ -467,6 +469,148 @@ async fn a_simulated_job_completes_with_the_real_labels_and_conditions() {
     )
     .await;
     assert!(waited.contains("condition met"), "{waited}");
+}
+
+const CRON_JOB: &str = "apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: nightly, namespace: default}\n\
+    spec:\n  schedule: '0 3 * * *'\n  jobTemplate:\n    \
+    metadata: {labels: {app: backup}, annotations: {team: storage}}\n    spec:\n      template:\n        \
+    spec:\n          restartPolicy: OnFailure\n          containers: [{name: c, image: busybox}]\n";
+
+/// The CronJob statuses a watch shows until one has no active Job and a last success.
+async fn cron_job_statuses(cron_jobs: &Api<CronJob>, since: &str) -> Vec<Value> {
+    let params = WatchParams::default()
+        .fields("metadata.name=nightly")
+        .timeout(30);
+    let mut events = Box::pin(cron_jobs.watch(&params, since).await.unwrap());
+    let mut statuses = Vec::new();
+    while let Some(event) = events.try_next().await.unwrap() {
+        let WatchEvent::Modified(cron_job) = event else {
+            continue;
+        };
+        let status = serde_json::to_value(cron_job.status).unwrap();
+        let settled = status.get("active").is_none() && status["lastSuccessfulTime"].is_string();
+        statuses.push(status);
+        if settled {
+            return statuses;
+        }
+    }
+    panic!("the CronJob never settled: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_run_on_demand_creates_its_job_as_the_controller_does() {
+    let cluster = start_cluster("ctl-cronjob").await;
+    let c = &cluster;
+    apply(c, CRON_JOB).await;
+    let cron = json_of(c, &["cronjob", "nightly"]).await;
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(cron["spec"]["successfulJobsHistoryLimit"], 3);
+    assert_eq!(cron["spec"]["failedJobsHistoryLimit"], 1);
+    let cron_jobs: Api<CronJob> = Api::namespaced(client(c).await, "default");
+    let since = cron["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let watched = {
+        let cron_jobs = cron_jobs.clone();
+        tokio::spawn(async move { cron_job_statuses(&cron_jobs, &since).await })
+    };
+
+    let before = chrono::Utc::now().timestamp() / 60;
+    let job = cluster.sim.run_cron_job("default", "nightly").unwrap();
+    let name = job["metadata"]["name"].as_str().unwrap().to_string();
+    let minutes: i64 = name.strip_prefix("nightly-").unwrap().parse().unwrap();
+    assert!((before..=before + 1).contains(&minutes), "{name}");
+    let waited = ok(
+        c,
+        &[
+            "wait",
+            "--for=condition=Complete",
+            &format!("job/{name}"),
+            "--timeout=20s",
+        ],
+    )
+    .await;
+    assert_eq!(waited, format!("job.batch/{name} condition met\n"));
+    let phases = ok(
+        c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("job-name={name}"),
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ],
+    )
+    .await;
+    assert_eq!(phases, "Succeeded");
+
+    let job = json_of(c, &["job", &name]).await;
+    assert_eq!(job["metadata"]["labels"], json!({"app": "backup"}));
+    let annotations = &job["metadata"]["annotations"];
+    assert_eq!(annotations["team"], "storage");
+    let scheduled = annotations["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap();
+    let scheduled_at = chrono::DateTime::parse_from_rfc3339(scheduled).unwrap();
+    assert_eq!(scheduled_at.timestamp() / 60, minutes);
+    assert_eq!(
+        job["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly",
+            "uid": cron["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true}])
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+
+    // The status had the Job active, then its success.
+    let statuses = tokio::time::timeout(std::time::Duration::from_secs(30), watched)
+        .await
+        .expect("the CronJob settles within 30 s")
+        .unwrap();
+    assert!(
+        statuses.iter().any(|s| s["active"]
+            == json!([{"apiVersion": "batch/v1", "kind": "Job", "name": name,
+                "namespace": "default", "uid": job["metadata"]["uid"],
+                "resourceVersion": s["active"][0]["resourceVersion"]}])),
+        "{statuses:?}"
+    );
+    let cron = json_of(c, &["cronjob", "nightly"]).await;
+    assert_eq!(cron["status"]["lastScheduleTime"], scheduled);
+    assert_eq!(
+        cron["status"]["lastSuccessfulTime"],
+        job["status"]["completionTime"]
+    );
+    assert!(cron["status"].get("active").is_none(), "{cron}");
+
+    // The same schedule time runs once; a suspended CronJob runs nothing.
+    let again = cluster
+        .sim
+        .cluster()
+        .run_cron_job("default", "nightly", scheduled_at.into());
+    assert!(
+        matches!(&again, Err(CronJobRunError::Api(e)) if e.reason == "AlreadyExists"),
+        "{again:?}"
+    );
+    let patched = ok(
+        c,
+        &[
+            "patch",
+            "cronjob",
+            "nightly",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+    )
+    .await;
+    assert_eq!(patched, "cronjob.batch/nightly patched\n");
+    let suspended = cluster.sim.run_cron_job("default", "nightly");
+    assert!(
+        matches!(suspended, Err(CronJobRunError::Suspended(_))),
+        "{suspended:?}"
+    );
 }
 
 /// Writes a pod's phase through the status subresource, as whatever runs the pod does.

@@ -5,6 +5,7 @@ use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use stowage_tests::kubesim::{Kubesim, KubesimOptions};
 
+use super::kubectl::kubectl_with_input;
 use super::start_cluster;
 
 fn client(sim: &Kubesim) -> Client {
@@ -485,4 +486,345 @@ async fn exec_requests_are_checked_before_any_upgrade() {
             .contains("upgrade to SPDY/3.1 is not supported"),
         "{status}"
     );
+}
+
+async fn get(sim: &Kubesim, path: &str) -> (StatusCode, Value) {
+    call(sim, Method::GET, path, "", None).await
+}
+
+fn owner_reference(owner: &Value, block: bool) -> Value {
+    let mut reference = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]});
+    if block {
+        reference["blockOwnerDeletion"] = json!(true);
+    }
+    json!([reference])
+}
+
+#[tokio::test]
+async fn foreground_deletion_waits_for_the_dependents_that_block_it() {
+    let cluster = start_cluster("foreground").await;
+    let sim = &cluster.sim;
+    let (_, owner) = post(sim, CONFIGMAPS, json!({"metadata": {"name": "owner"}})).await;
+    let (_, middle) = post(
+        sim,
+        CONFIGMAPS,
+        json!({"metadata": {"name": "middle", "ownerReferences": owner_reference(&owner, true)}}),
+    )
+    .await;
+    post(
+        sim,
+        CONFIGMAPS,
+        json!({"metadata": {"name": "leaf", "finalizers": ["example.com/hold"],
+        "ownerReferences": owner_reference(&middle, true)}}),
+    )
+    .await;
+    post(
+        sim,
+        CONFIGMAPS,
+        json!({"metadata": {"name": "loose", "finalizers": ["example.com/hold"],
+        "ownerReferences": owner_reference(&owner, false)}}),
+    )
+    .await;
+
+    let (code, deleted) = call(
+        sim,
+        Method::DELETE,
+        &format!("{CONFIGMAPS}/owner"),
+        "application/json",
+        Some(json!({"propagationPolicy": "Foreground"}).to_string()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(
+        deleted["metadata"]["deletionTimestamp"].is_string(),
+        "{deleted}"
+    );
+    assert_eq!(
+        deleted["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+
+    let path = |name: &str| format!("{CONFIGMAPS}/{name}");
+    // The owner and the dependent that has a dependent of its own wait; the leaves are deleted.
+    for (name, finalizers) in [
+        ("owner", json!(["foregroundDeletion"])),
+        ("middle", json!(["foregroundDeletion"])),
+        ("leaf", json!(["example.com/hold"])),
+        ("loose", json!(["example.com/hold"])),
+    ] {
+        let (code, object) = get(sim, &path(name)).await;
+        assert_eq!(code, StatusCode::OK, "{name} is still there");
+        assert!(
+            object["metadata"]["deletionTimestamp"].is_string(),
+            "{name}: {object}"
+        );
+        assert_eq!(object["metadata"]["finalizers"], finalizers, "{name}");
+    }
+
+    let (code, _) = call(
+        sim,
+        Method::PATCH,
+        &path("leaf"),
+        "application/merge-patch+json",
+        Some(json!({"metadata": {"finalizers": null}}).to_string()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK);
+    for name in ["leaf", "middle", "owner"] {
+        let (code, object) = get(sim, &path(name)).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{name} is gone: {object}");
+    }
+    // A dependent without blockOwnerDeletion did not hold its owner back.
+    let (code, loose) = get(sim, &path("loose")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(loose["metadata"]["deletionTimestamp"].is_string());
+}
+
+fn names_of(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            format!(
+                "{}/{}",
+                item["metadata"]["namespace"].as_str().unwrap(),
+                item["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn cluster_wide_lists_select_by_namespace() {
+    let cluster = super::start_cluster_with("namespace-fields", |options| {
+        options.controllers = stowage_tests::kubesim::Controllers::none();
+    })
+    .await;
+    let sim = &cluster.sim;
+    for namespace in ["team-a", "team-b"] {
+        let (code, _) = post(
+            sim,
+            "/api/v1/namespaces",
+            json!({"metadata": {"name": namespace}}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    for (namespace, name) in [
+        ("team-a", "x"),
+        ("team-a", "y"),
+        ("team-b", "z"),
+        ("default", "w"),
+    ] {
+        let (code, _) = post(
+            sim,
+            &format!("/api/v1/namespaces/{namespace}/configmaps"),
+            json!({"metadata": {"name": name}}),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED);
+    }
+    for (selector, expected) in [
+        ("metadata.namespace%3Dteam-a", vec!["team-a/x", "team-a/y"]),
+        ("metadata.namespace%3D%3Dteam-b", vec!["team-b/z"]),
+        (
+            "metadata.namespace!%3Dteam-a",
+            vec!["default/w", "team-b/z"],
+        ),
+        (
+            "metadata.namespace%3Dteam-a,metadata.name%3Dy",
+            vec!["team-a/y"],
+        ),
+        ("metadata.namespace%3Dnowhere", vec![]),
+    ] {
+        let (code, list) = get(sim, &format!("/api/v1/configmaps?fieldSelector={selector}")).await;
+        assert_eq!(code, StatusCode::OK, "{selector}: {list}");
+        assert_eq!(list["kind"], "ConfigMapList");
+        assert_eq!(names_of(&list), expected, "{selector}");
+    }
+    // Paged, the selection holds across pages.
+    let (_, first) = get(
+        sim,
+        "/api/v1/configmaps?fieldSelector=metadata.namespace%3Dteam-a&limit=1",
+    )
+    .await;
+    assert_eq!(names_of(&first), ["team-a/x"]);
+    assert_eq!(first["metadata"]["remainingItemCount"], 1);
+    let token = first["metadata"]["continue"].as_str().unwrap();
+    let (_, second) = get(
+        sim,
+        &format!(
+            "/api/v1/configmaps?fieldSelector=metadata.namespace%3Dteam-a&limit=1&continue={token}"
+        ),
+    )
+    .await;
+    assert_eq!(names_of(&second), ["team-a/y"]);
+}
+
+/// A Service manifest of `kind` (NodePort, LoadBalancer, ClusterIP) with these ports.
+fn service(name: &str, kind: &str, ports: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {"type": kind, "selector": {"app": name}, "ports": ports}})
+}
+
+const SERVICES: &str = "/api/v1/namespaces/default/services";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_unique_addresses_and_taken_ones_are_refused() {
+    let cluster = start_cluster("service-ips").await;
+    let sim = &cluster.sim;
+    let (code, fixed) = post(
+        sim,
+        SERVICES,
+        service(
+            "fixed",
+            "NodePort",
+            json!([{"port": 80, "nodePort": 30000}]),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{fixed}");
+    assert_eq!(fixed["spec"]["ports"][0]["nodePort"], 30000);
+    for index in 0..10 {
+        let two_ports = json!([{"name": "http", "port": 80}, {"name": "https", "port": 443}]);
+        let (code, body) = post(
+            sim,
+            SERVICES,
+            service(&format!("np-{index}"), "NodePort", two_ports),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+        let one_port = json!([{"port": 8080}]);
+        let (code, body) = post(
+            sim,
+            SERVICES,
+            service(&format!("lb-{index}"), "LoadBalancer", one_port),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{body}");
+    }
+    // TCP and UDP on one port number share a node port, as on a real cluster.
+    let dns = json!([{"name": "dns", "port": 53, "protocol": "UDP"},
+        {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]);
+    let (_, dns) = post(sim, SERVICES, service("dns", "NodePort", dns)).await;
+    assert_eq!(
+        dns["spec"]["ports"][0]["nodePort"],
+        dns["spec"]["ports"][1]["nodePort"]
+    );
+    let (code, internal) = post(
+        sim,
+        SERVICES,
+        service("internal", "ClusterIP", json!([{"port": 80}])),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED);
+    assert!(
+        internal["spec"]["ports"][0].get("nodePort").is_none(),
+        "{internal}"
+    );
+
+    let (_, list) = get(sim, SERVICES).await;
+    let services = list["items"].as_array().unwrap();
+    assert_eq!(services.len(), 23);
+    let mut node_ports = Vec::new();
+    let mut cluster_ips = std::collections::BTreeSet::new();
+    for service in services {
+        let ip = service["spec"]["clusterIP"].as_str().unwrap();
+        assert!(ip.starts_with("10.96."), "{service}");
+        assert_eq!(service["spec"]["clusterIPs"], json!([ip]));
+        assert!(cluster_ips.insert(ip.to_string()), "{ip} given twice");
+        let mut ports: Vec<i64> = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|port| port["nodePort"].as_i64())
+            .collect();
+        ports.dedup();
+        node_ports.extend(ports);
+    }
+    assert_eq!(node_ports.len(), 1 + 10 * 3 + 1, "{node_ports:?}");
+    assert!(
+        node_ports.iter().all(|port| (30000..=32767).contains(port)),
+        "{node_ports:?}"
+    );
+    let unique: std::collections::BTreeSet<_> = node_ports.iter().collect();
+    assert_eq!(
+        unique.len(),
+        node_ports.len(),
+        "node ports are unique: {node_ports:?}"
+    );
+
+    // A requested node port in use is refused, as kubectl shows it.
+    let taken = json!([{"port": 9090, "nodePort": 30000}]);
+    let (code, status) = post(sim, SERVICES, service("taken", "NodePort", taken.clone())).await;
+    assert_eq!(
+        (code.as_u16(), status["reason"].as_str()),
+        (422, Some("Invalid"))
+    );
+    assert_eq!(
+        status["details"]["causes"],
+        json!([{"reason": "FieldValueInvalid", "field": "spec.ports[0].nodePort",
+            "message": "Invalid value: 30000: provided port is already allocated"}])
+    );
+    let refused = kubectl_with_input(
+        &cluster,
+        &["create", "-f", "-"],
+        Some(&service("taken", "NodePort", taken).to_string()),
+    )
+    .await;
+    assert!(!refused.success);
+    assert_eq!(
+        refused.stderr.trim(),
+        "The Service \"taken\" is invalid: spec.ports[0].nodePort: Invalid value: 30000: \
+         provided port is already allocated"
+    );
+    let (code, status) = post(
+        sim,
+        SERVICES,
+        service("low", "NodePort", json!([{"port": 80, "nodePort": 8080}])),
+    )
+    .await;
+    assert_eq!(code.as_u16(), 422);
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "Invalid value: 8080: provided port is not in the valid range. The range of valid ports \
+         is 30000-32767"
+    );
+    // So is a requested clusterIP in use.
+    let ip = fixed["spec"]["clusterIP"].as_str().unwrap();
+    let mut copy = service("copy", "ClusterIP", json!([{"port": 80}]));
+    copy["spec"]["clusterIP"] = json!(ip);
+    let (code, status) = post(sim, SERVICES, copy).await;
+    assert_eq!(code.as_u16(), 422, "{status}");
+    assert_eq!(status["details"]["causes"][0]["field"], "spec.clusterIPs");
+    assert_eq!(
+        status["message"],
+        format!(
+            "Service \"copy\" is invalid: spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: \
+             failed to allocate IP {ip}: provided IP is already allocated"
+        )
+    );
+    for name in ["taken", "low", "copy"] {
+        let (code, _) = get(sim, &format!("{SERVICES}/{name}")).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "nothing of {name} was stored");
+    }
+
+    // Once its Service is gone, a node port can be asked for again.
+    let (code, _) = call(sim, Method::DELETE, &format!("{SERVICES}/fixed"), "", None).await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, again) = post(
+        sim,
+        SERVICES,
+        service(
+            "again",
+            "NodePort",
+            json!([{"port": 80, "nodePort": 30000}]),
+        ),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{again}");
 }

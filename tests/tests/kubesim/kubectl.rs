@@ -21,13 +21,29 @@ pub async fn kubectl_with_input(
     args: &[&str],
     input: Option<&str>,
 ) -> Output {
-    let home = cluster.folder.path().join("home");
+    kubectl_at(
+        cluster.sim.kubeconfig_path(),
+        cluster.folder.path(),
+        args,
+        input,
+    )
+    .await
+}
+
+/// kubectl with the kubeconfig `kubeconfig`, its HOME and discovery cache under `scratch`.
+pub async fn kubectl_at(
+    kubeconfig: &Path,
+    scratch: &Path,
+    args: &[&str],
+    input: Option<&str>,
+) -> Output {
+    let home = scratch.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut child = tokio::process::Command::new("kubectl")
         .args(args)
         .arg("--request-timeout=20s")
-        .env("KUBECONFIG", cluster.sim.kubeconfig_path())
-        .env("KUBECACHEDIR", cluster.folder.path().join("kubectl-cache"))
+        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", scratch.join("kubectl-cache"))
         .env("HOME", &home)
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -449,7 +465,8 @@ async fn kubectl_round_trips_a_custom_resource_definition() {
     );
 }
 
-fn documents(path: &Path) -> Vec<Value> {
+/// The YAML documents of a file that are objects (Lists included as they are).
+pub fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .filter_map(|document| serde::Deserialize::deserialize(document).ok())
@@ -459,7 +476,7 @@ fn documents(path: &Path) -> Vec<Value> {
 
 /// Creates a namespace through `apply -f -` (`kubectl create namespace` sends protobuf, which
 /// kubesim does not read).
-async fn ensure_namespace(cluster: &TestCluster, namespace: &str) {
+pub async fn ensure_namespace(cluster: &TestCluster, namespace: &str) {
     let manifest = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace}\n");
     let output = kubectl_with_input(cluster, &["apply", "-f", "-"], Some(&manifest)).await;
     assert!(output.success, "namespace {namespace}: {}", output.stderr);
@@ -895,4 +912,101 @@ spec:
     let (header, row) = header_and_row(&ok(&cluster, &["get", "gadgets"]).await, "g1");
     assert_eq!(header, ["NAME", "SIZE", "AGE"]);
     assert_eq!(row[1], "7");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_sees_a_namespace_terminate_until_its_last_finalizer_goes() {
+    let cluster = start_cluster("kubectl-terminating").await;
+    let c = &cluster;
+    let manifest = "apiVersion: v1\nkind: Namespace\nmetadata: {name: closing}\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, namespace: closing, \
+                    finalizers: [example.com/hold]}\n---\n\
+                    apiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain, namespace: closing}\n";
+    let created = kubectl_with_input(c, &["create", "-f", "-"], Some(manifest)).await;
+    assert!(created.success, "{}", created.stderr);
+
+    let deleted = ok(c, &["delete", "namespace", "closing", "--wait=false"]).await;
+    assert_eq!(deleted, "namespace \"closing\" deleted\n");
+    let phase = ok(
+        c,
+        &[
+            "get",
+            "namespace",
+            "closing",
+            "-o",
+            "jsonpath={.status.phase}",
+        ],
+    )
+    .await;
+    assert_eq!(phase, "Terminating");
+    let (_, row) = header_and_row(&ok(c, &["get", "namespaces"]).await, "closing");
+    assert_eq!(row[1], "Terminating");
+
+    let late = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: late, namespace: closing}\n";
+    let refused = kubectl_with_input(c, &["create", "-f", "-"], Some(late)).await;
+    assert!(!refused.success);
+    assert_eq!(
+        refused.stderr.trim(),
+        "Error from server (Forbidden): error when creating \"STDIN\": configmaps \"late\" is \
+         forbidden: unable to create new content in namespace closing because it is being \
+         terminated"
+    );
+
+    // The namespace controller empties it and says what holds it.
+    let held_by =
+        "jsonpath={.status.conditions[?(@.type==\"NamespaceFinalizersRemaining\")].message}";
+    let message = eventually(
+        "the namespace to name its remaining finalizer",
+        move || async move {
+            let text = ok(c, &["get", "namespace", "closing", "-o", held_by]).await;
+            (!text.is_empty()).then_some(text)
+        },
+    )
+    .await;
+    assert_eq!(
+        message,
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource \
+         instances"
+    );
+    let left = ok(c, &["get", "configmaps", "-n", "closing", "-o", "name"]).await;
+    assert_eq!(left, "configmap/held\n");
+    let marked = ok(
+        c,
+        &[
+            "get",
+            "configmap",
+            "held",
+            "-n",
+            "closing",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ],
+    )
+    .await;
+    assert!(marked.ends_with('Z'), "{marked}");
+
+    let patched = ok(
+        c,
+        &[
+            "patch",
+            "configmap",
+            "held",
+            "-n",
+            "closing",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    )
+    .await;
+    assert_eq!(patched, "configmap/held patched\n");
+    let gone = eventually("the namespace to go", move || async move {
+        let output = kubectl(c, &["get", "namespace", "closing"]).await;
+        (!output.success).then_some(output.stderr)
+    })
+    .await;
+    assert_eq!(
+        gone.trim(),
+        "Error from server (NotFound): namespaces \"closing\" not found"
+    );
 }

@@ -1,11 +1,13 @@
 //! kubesim judged by real clients: its discovery against a real kube-apiserver's documents,
 //! `kubectl` 1.32 driven as a user would, kube-rs, and the API's error answers over HTTPS.
 
+mod binary;
 mod controllers;
 mod discovery;
 mod http_api;
 pub mod kube_rs;
 pub mod kubectl;
+mod kubectl_create;
 mod pods;
 mod volumes;
 

@@ -13,6 +13,7 @@ use serde_json::json;
 use stowage_tests::kubesim::LocalImage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::controllers::{apply, json_of};
 use super::kube_rs::client;
 use super::kubectl::{kubectl, kubectl_with_input, ok};
 use super::{TestCluster, start_cluster, start_cluster_with};
@@ -525,4 +526,58 @@ async fn local_processes_and_exec_sessions_die_with_their_client_pod_and_kubesim
     let TestCluster { sim, folder: _kept } = cluster;
     sim.stop().await;
     until_dead(pid).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_job_whose_pod_exits_non_zero_fails() {
+    let cluster = mover_cluster("mover-job-fails").await;
+    let c = &cluster;
+    apply(
+        c,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: mover, namespace: default}\n\
+         spec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      \
+         containers:\n      - name: mover\n        image: stowage/mover:test\n        \
+         command: [stowage, -c, 'echo cannot reach the store >&2; exit 3']\n",
+    )
+    .await;
+    let waited = ok(
+        c,
+        &[
+            "wait",
+            "--for=condition=Failed",
+            "job/mover",
+            "--timeout=30s",
+        ],
+    )
+    .await;
+    assert_eq!(waited, "job.batch/mover condition met\n");
+    let pods = ok(
+        c,
+        &[
+            "get",
+            "pods",
+            "-l",
+            "job-name=mover",
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase} \
+             {.status.containerStatuses[0].state.terminated.exitCode} \
+             {.status.containerStatuses[0].state.terminated.reason}{\"\\n\"}{end}",
+        ],
+    )
+    .await;
+    assert_eq!(pods, "Failed 3 Error\n", "one pod, failed with exit code 3");
+    let job = json_of(c, &["job", "mover"]).await;
+    assert_eq!(job["status"]["failed"], 1);
+    assert!(job["status"].get("succeeded").is_none(), "{job}");
+    let failed = job["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Failed")
+        .unwrap();
+    assert_eq!(failed["reason"], "BackoffLimitExceeded");
+    assert_eq!(
+        ok(c, &["logs", "job/mover"]).await,
+        "cannot reach the store\n"
+    );
 }

@@ -1,7 +1,7 @@
 //! What the real API server's admission and defaulting do to an object at creation, before it
 //! is stored: the ServiceAccount admission plugin (pods get `spec.serviceAccountName`), the
-//! DefaultStorageClass plugin (claims without a class get the default one), and the Job
-//! strategy's generated selector and labels.
+//! DefaultStorageClass plugin (claims without a class get the default one), the Job
+//! strategy's generated selector and labels, and the CronJob defaults.
 
 use serde_json::{Value, json};
 
@@ -116,6 +116,22 @@ pub fn job_labels(name: &str, uid: &str) -> [(&'static str, String); 4] {
         ("controller-uid", uid.to_string()),
         ("job-name", name.to_string()),
     ]
+}
+
+/// A CronJob gets the API server's defaults: `concurrencyPolicy: Allow`, `suspend: false`,
+/// and history limits of 3 succeeded and 1 failed Job.
+pub fn default_cron_job(cron_job: &mut Value) {
+    let Some(spec) = cron_job.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (field, value) in [
+        ("concurrencyPolicy", json!("Allow")),
+        ("suspend", json!(false)),
+        ("successfulJobsHistoryLimit", json!(3)),
+        ("failedJobsHistoryLimit", json!(1)),
+    ] {
+        spec.entry(field).or_insert(value);
+    }
 }
 
 /// A Job's defaults and, unless `spec.manualSelector`, its generated selector

@@ -8,8 +8,8 @@
 //! back from creation in any other phase (Pending: a pod run as a local process) completes when
 //! whoever runs it writes its phase through the status subresource.
 //!
-//! CronJobs need nothing here: `kubectl create job --from=cronjob/NAME` creates a Job owned by
-//! the CronJob, and that Job runs like any other.
+//! A Job a CronJob created (`cronjobs.rs`, or `kubectl create job --from=cronjob/NAME`) runs
+//! like any other.
 
 use serde_json::{Value, json};
 

@@ -9,6 +9,7 @@
 
 mod accounts;
 pub mod admission;
+mod cronjobs;
 mod folders;
 mod jobs;
 mod objects;
@@ -20,6 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+
+pub use cronjobs::CronJobRunError;
 
 use super::cluster::{Cluster, Controllers};
 use super::errors::ApiError;
@@ -58,6 +61,17 @@ pub fn start(
         ca_pem: ca_pem.to_string(),
     };
     Ok(tokio::spawn(run(context, stop)))
+}
+
+/// What the CronJob controller does when a schedule time of CronJob `name` comes (see
+/// `cronjobs.rs`); answers the Job it created.
+pub fn run_cron_job(
+    cluster: &Arc<Cluster>,
+    namespace: &str,
+    name: &str,
+    scheduled: chrono::DateTime<chrono::Utc>,
+) -> Result<Arc<Value>, CronJobRunError> {
+    cronjobs::run(&Objects { cluster }, namespace, name, scheduled)
 }
 
 async fn run(context: Context, mut stop: watch::Receiver<bool>) {
@@ -139,6 +153,9 @@ impl Context {
             each(&objects::JOBS, &|ns, name| {
                 jobs::reconcile(&objects, ns, name)
             });
+            each(&objects::CRON_JOBS, &|ns, name| {
+                cronjobs::reconcile(&objects, ns, name)
+            });
         }
         if self.controllers.volumes {
             each(&objects::VOLUMES, &|_, name| {
@@ -211,7 +228,17 @@ impl Context {
             "apps/daemonsets" if on.workloads && !deleted => {
                 workloads::daemon_set(&objects, namespace, name)
             }
-            "batch/jobs" if on.jobs && !deleted => jobs::reconcile(&objects, namespace, name),
+            "batch/jobs" if on.jobs => {
+                if !deleted {
+                    jobs::reconcile(&objects, namespace, name);
+                }
+                if let Some(("CronJob", owner)) = controller_of(object) {
+                    cronjobs::reconcile(&objects, namespace, owner);
+                }
+            }
+            "batch/cronjobs" if on.jobs && !deleted => {
+                cronjobs::reconcile(&objects, namespace, name)
+            }
             "/pods" => {
                 let finished = matches!(objects::pod_phase(object), "Succeeded" | "Failed");
                 if on.volumes && (deleted || finished || objects::is_deleting(object)) {

@@ -131,6 +131,12 @@ pub const JOBS: Kind = Kind {
     version: "v1",
     plural: "jobs",
 };
+/// CronJobs.
+pub const CRON_JOBS: Kind = Kind {
+    group: "batch",
+    version: "v1",
+    plural: "cronjobs",
+};
 /// PersistentVolumeClaims.
 pub const CLAIMS: Kind = Kind {
     group: "",
@@ -251,6 +257,26 @@ impl Objects<'_> {
         if let Some(metadata) = next.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("resourceVersion");
         }
+        next["status"] = status;
+        self.cluster.update(
+            &resource,
+            meta(object, "namespace"),
+            meta(object, "name"),
+            Some("status"),
+            next,
+        )
+    }
+
+    /// Replaces the status of `object` unless it changed since it was read (409 Conflict then,
+    /// so that a read-modify-write loses no other writer's change).
+    pub fn replace_status(
+        &self,
+        kind: &Kind,
+        object: &Value,
+        status: Value,
+    ) -> Result<Arc<Value>, ApiError> {
+        let resource = self.resource(kind)?;
+        let mut next = object.clone();
         next["status"] = status;
         self.cluster.update(
             &resource,
