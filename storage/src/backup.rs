@@ -1,7 +1,8 @@
 //! Backing up folders into a repository: walk each tree on a blocking thread, cut files into
-//! content-defined chunks (FastCDC), name each by its keyed BLAKE3 hash, and upload the chunks
-//! the repository does not have yet (zstd, then AES-256-GCM) with bounded concurrency; then the
-//! volume trees. A backup can be staged: each volume on its own (one data mover per volume),
+//! content-defined chunks (FastCDC), name each by its keyed BLAKE3 hash and upload the chunks
+//! the repository does not have yet (zstd, then AES-256-GCM), several chunks at once on the
+//! blocking pool (naming included, so that hashing is not bound to the reading thread); then
+//! the volume trees. A backup can be staged: each volume on its own (one data mover per volume),
 //! then `finalize` (in `finalize.rs`) writes the manifest.
 //!
 //! The chunks already stored are known from one listing of `chunks/` at the start (no request
@@ -123,19 +124,26 @@ fn check_source(volume: &VolumeSource) -> Result<()> {
     Ok(())
 }
 
-/// What the reading thread sends to the uploads.
+/// What the reading thread sends to the pipeline.
 enum Item {
-    /// A chunk's id and content.
-    Chunk { id: String, data: Vec<u8> },
-    /// An entry, complete with its chunk list; `reused` when taken from the checkpoint.
+    /// A chunk's content, cut from the file whose entry follows; the pipeline names it.
+    Chunk { data: Vec<u8> },
+    /// An entry. A file's read now has an empty chunk list: its chunks are the ones sent
+    /// since the entry before. `reused` when taken from the checkpoint, complete.
     Entry { entry: Entry, reused: bool },
 }
 
 /// What one item of the pipeline came to.
 enum Outcome {
-    Uploaded(u64),
-    Reused,
-    Entry { entry: Entry, reused: bool },
+    /// A chunk named; `uploaded` is what was sent when it was new, `None` when it was known.
+    Chunk {
+        chunk: ChunkRef,
+        uploaded: Option<u64>,
+    },
+    Entry {
+        entry: Entry,
+        reused: bool,
+    },
 }
 
 impl Repository {
@@ -303,10 +311,13 @@ impl Repository {
             })
             .unwrap_or_default();
         let (sender, receiver) = mpsc::channel(QUEUE);
-        let key = self.key().clone();
         let root = volume.path.clone();
-        let reader = tokio::task::spawn_blocking(move || walk(&root, &key, &reusable, &sender));
+        let reader = tokio::task::spawn_blocking(move || walk(&root, &reusable, &sender));
 
+        // The reading thread only reads and cuts; naming (keyed BLAKE3), sealing and uploading
+        // run for several chunks at once on the blocking pool, so hashing uses every core. The
+        // pipeline yields in the order items were sent, so a file's chunks come before its entry.
+        let shared_known = std::sync::Mutex::new(std::mem::take(known));
         let mut receiver = receiver;
         let items = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
         let mut outcomes = items
@@ -315,13 +326,7 @@ impl Repository {
                     Item::Entry { entry, reused } => {
                         Box::pin(async move { Ok(Outcome::Entry { entry, reused }) })
                     }
-                    Item::Chunk { id, data } => {
-                        if known.insert(id.clone()) {
-                            Box::pin(self.upload_chunk(id, data))
-                        } else {
-                            Box::pin(async { Ok(Outcome::Reused) })
-                        }
-                    }
+                    Item::Chunk { data } => Box::pin(self.store_chunk(data, &shared_known)),
                 };
                 job
             })
@@ -334,38 +339,60 @@ impl Repository {
         };
         let mut last_checkpoint = Instant::now();
         let (mut files, mut bytes, mut chunks) = (0u64, 0u64, 0u64);
-        while let Some(outcome) = outcomes.next().await {
-            match outcome? {
-                Outcome::Uploaded(sent) => {
-                    totals.chunks_uploaded += 1;
-                    totals.bytes_uploaded += sent;
-                }
-                Outcome::Reused => totals.chunks_reused += 1,
-                Outcome::Entry { entry, reused } => {
-                    if let EntryKind::File { size, chunks: refs } = &entry.kind {
-                        files += 1;
-                        bytes += size;
-                        chunks += refs.len() as u64;
-                        totals.files += 1;
-                        if reused {
-                            totals.files_unchanged += 1;
-                            totals.chunks_reused += refs.len() as u64;
-                        } else {
-                            totals.bytes_read += size;
+        let mut file_chunks: Vec<ChunkRef> = Vec::new();
+        let walked: Result<()> = async {
+            while let Some(outcome) = outcomes.next().await {
+                match outcome? {
+                    Outcome::Chunk { chunk, uploaded } => {
+                        match uploaded {
+                            Some(sent) => {
+                                totals.chunks_uploaded += 1;
+                                totals.bytes_uploaded += sent;
+                            }
+                            None => totals.chunks_reused += 1,
+                        }
+                        file_chunks.push(chunk);
+                    }
+                    Outcome::Entry { mut entry, reused } => {
+                        if !reused && let EntryKind::File { chunks, .. } = &mut entry.kind {
+                            *chunks = std::mem::take(&mut file_chunks);
+                        }
+                        if let EntryKind::File { size, chunks: refs } = &entry.kind {
+                            files += 1;
+                            bytes += size;
+                            chunks += refs.len() as u64;
+                            totals.files += 1;
+                            if reused {
+                                totals.files_unchanged += 1;
+                                totals.chunks_reused += refs.len() as u64;
+                            } else {
+                                totals.bytes_read += size;
+                            }
+                        }
+                        done.entries.push(entry);
+                        // Every chunk sent before this entry is stored (the pipeline yields in
+                        // order) or, when the same content came twice at once, still being
+                        // stored by its twin; a resume takes a file from the checkpoint only
+                        // when the repository lists all its chunks, so the entries so far make
+                        // a checkpoint.
+                        if last_checkpoint.elapsed() >= options.checkpoint_every {
+                            checkpoint(&done);
+                            last_checkpoint = Instant::now();
                         }
                     }
-                    done.entries.push(entry);
-                    // Every chunk sent before this entry is stored (the uploads complete in
-                    // order), so the entries so far make a checkpoint.
-                    if last_checkpoint.elapsed() >= options.checkpoint_every {
-                        checkpoint(&done);
-                        last_checkpoint = Instant::now();
-                    }
                 }
+                progress(totals);
             }
-            progress(totals);
+            Ok(())
         }
+        .await;
         drop(outcomes);
+        // No lock of it is held across a panic point, so it cannot be poisoned; were it, its
+        // set is still whole (inserts are single calls).
+        *known = shared_known
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        walked?;
         reader.await.map_err(|err| Error::Io {
             action: "the reading thread failed in",
             path: volume.path.clone(),
@@ -392,8 +419,38 @@ impl Repository {
         })
     }
 
-    /// Seals a chunk on a blocking thread and uploads it.
-    async fn upload_chunk(&self, id: String, data: Vec<u8>) -> Result<Outcome> {
+    /// Names a chunk (keyed BLAKE3, on a blocking thread) and, when the repository does not
+    /// have it yet (`known`, which it joins), seals and uploads it.
+    async fn store_chunk(
+        &self,
+        data: Vec<u8>,
+        known: &std::sync::Mutex<HashSet<String>>,
+    ) -> Result<Outcome> {
+        let key = self.key().clone();
+        let (id, data) = tokio::task::spawn_blocking(move || {
+            let id = key.chunk_id(&data).to_hex().to_string();
+            (id, data)
+        })
+        .await
+        .map_err(|err| Error::Random(format!("hashing thread failed: {err}")))?;
+        let chunk = ChunkRef {
+            id: id.clone(),
+            len: data.len() as u32,
+        };
+        let new = known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.clone());
+        let uploaded = if new {
+            Some(self.upload_chunk(id, data).await?)
+        } else {
+            None
+        };
+        Ok(Outcome::Chunk { chunk, uploaded })
+    }
+
+    /// Seals a chunk on a blocking thread and uploads it; the bytes sent.
+    async fn upload_chunk(&self, id: String, data: Vec<u8>) -> Result<u64> {
         let key = self.key().clone();
         let name = names::chunk(&id);
         let sealed = {
@@ -404,18 +461,13 @@ impl Repository {
         };
         let sent = sealed.len() as u64;
         self.put_raw(&name, Bytes::from(sealed)).await?;
-        Ok(Outcome::Uploaded(sent))
+        Ok(sent)
     }
 }
 
 /// Walks `root` (sorted, not following symlinks) and sends chunks and entries. Runs on a
 /// blocking thread; stops early when the receiver is gone.
-fn walk(
-    root: &Path,
-    key: &crate::crypto::MasterKey,
-    reusable: &HashMap<String, Entry>,
-    sender: &mpsc::Sender<Item>,
-) -> Result<()> {
+fn walk(root: &Path, reusable: &HashMap<String, Entry>, sender: &mpsc::Sender<Item>) -> Result<()> {
     let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
     let walker = walkdir::WalkDir::new(root)
         .min_depth(1)
@@ -500,7 +552,6 @@ fn walk(
                     first_names.insert(inode, relative.clone());
                 }
                 let file = File::open(path).map_err(io("cannot open"))?;
-                let mut refs = Vec::new();
                 let mut size = 0u64;
                 for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
                     let chunk = chunk.map_err(|err| Error::Io {
@@ -508,23 +559,19 @@ fn walk(
                         path: path.to_path_buf(),
                         source: std::io::Error::other(err.to_string()),
                     })?;
-                    let id = key.chunk_id(&chunk.data).to_hex().to_string();
                     size += chunk.length as u64;
-                    refs.push(ChunkRef {
-                        id: id.clone(),
-                        len: chunk.length as u32,
-                    });
                     if sender
-                        .blocking_send(Item::Chunk {
-                            id,
-                            data: chunk.data,
-                        })
+                        .blocking_send(Item::Chunk { data: chunk.data })
                         .is_err()
                     {
                         return Ok(());
                     }
                 }
-                EntryKind::File { size, chunks: refs }
+                // Its chunks are named in the pipeline, which fills the list in.
+                EntryKind::File {
+                    size,
+                    chunks: Vec::new(),
+                }
             }
         } else {
             // Sockets, fifos and devices are not backed up.
