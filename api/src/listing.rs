@@ -1,8 +1,9 @@
-//! The query parameters every catalog listing takes (`after`, `limit`) and the filters each
-//! route adds, read into a [`CatalogQuery`] with a 400 naming any parameter that is wrong (a
-//! filter a route does not offer is wrong, never silently ignored).
+//! The query parameters every listing takes (`after`, `limit`) and the filters each route adds,
+//! read into a [`ListQuery`] (or, for the catalog's listings, a [`CatalogQuery`]) with a 400
+//! naming any parameter that is wrong (a filter a route does not offer is wrong, never silently
+//! ignored).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use stowage_workflows::catalog::CatalogQuery;
 
@@ -18,6 +19,8 @@ pub const MAX_LIMIT: usize = 1000;
 pub enum Filter {
     /// `status`, one of the given names.
     Status(&'static [&'static str]),
+    /// `type` (of a workflow run), one of the given names.
+    Type(&'static [&'static str]),
     /// `cluster`.
     Cluster,
     /// `location`.
@@ -36,6 +39,7 @@ impl Filter {
     fn parameter(self) -> &'static str {
         match self {
             Self::Status(_) => "status",
+            Self::Type(_) => "type",
             Self::Cluster => "cluster",
             Self::Location => "location",
             Self::Name => "name",
@@ -44,16 +48,44 @@ impl Filter {
             Self::Label => "label",
         }
     }
+
+    /// The values it takes, when it takes only some.
+    fn values(self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Status(values) | Self::Type(values) => Some(values),
+            _ => None,
+        }
+    }
 }
 
-/// Reads `query` with the filters `filters`.
-pub fn catalog_query(
+/// A listing's parameters, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only items after this id (the previous page's `next_after`).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+    /// The filters given (but `label`), by parameter name.
+    pub filters: BTreeMap<&'static str, String>,
+    /// `label`'s pairs, all of which must match.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ListQuery {
+    /// The value given for the filter named `parameter`.
+    pub fn filter(&self, parameter: &str) -> Option<&str> {
+        self.filters.get(parameter).map(String::as_str)
+    }
+}
+
+/// Reads `query`, which may hold `after`, `limit` and the filters `filters`.
+pub fn list_query(
     query: &HashMap<String, String>,
     filters: &[Filter],
-) -> Result<CatalogQuery, ApiError> {
-    let mut parsed = CatalogQuery {
+) -> Result<ListQuery, ApiError> {
+    let mut parsed = ListQuery {
         limit: DEFAULT_LIMIT,
-        ..CatalogQuery::default()
+        ..ListQuery::default()
     };
     for (name, value) in query {
         match name.as_str() {
@@ -95,29 +127,49 @@ pub fn catalog_query(
                         ),
                     ));
                 };
-                if let Filter::Status(names) = filter
+                if let Some(names) = filter.values()
                     && !names.contains(&value.as_str())
                 {
+                    let parameter = filter.parameter();
                     return Err(ApiError::bad_parameter(
-                        "status",
-                        format!("`status` is one of {}, not `{value}`", names.join(", ")),
+                        parameter,
+                        format!(
+                            "`{parameter}` is one of {}, not `{value}`",
+                            names.join(", ")
+                        ),
                     ));
                 }
-                let value = Some(value.clone());
-                match filter {
-                    Filter::Status(_) => parsed.status = value,
-                    Filter::Cluster => parsed.cluster = value,
-                    Filter::Location => parsed.location = value,
-                    Filter::Name => parsed.name = value,
-                    Filter::Schedule => parsed.schedule = value,
-                    Filter::Backup => parsed.backup = value,
-                    // Read above, before any filter that takes one value.
-                    Filter::Label => {}
-                }
+                parsed.filters.insert(filter.parameter(), value.clone());
             }
         }
     }
     Ok(parsed)
+}
+
+/// Reads `query` with the filters `filters` for a listing of the catalog, which filters by
+/// status, cluster, location, name, schedule, backup and label.
+pub fn catalog_query(
+    query: &HashMap<String, String>,
+    filters: &[Filter],
+) -> Result<CatalogQuery, ApiError> {
+    let ListQuery {
+        after,
+        limit,
+        mut filters,
+        labels,
+    } = list_query(query, filters)?;
+    let mut take = |parameter: &str| filters.remove(parameter);
+    Ok(CatalogQuery {
+        status: take("status"),
+        cluster: take("cluster"),
+        location: take("location"),
+        name: take("name"),
+        schedule: take("schedule"),
+        backup: take("backup"),
+        labels,
+        after,
+        limit,
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +221,39 @@ mod tests {
         assert_eq!(err.details["parameter"], "label");
         assert!(
             err.message.contains("unknown parameter `label`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_type_filter_takes_only_its_names() {
+        let filters = [
+            Filter::Type(&["backup", "restore"]),
+            Filter::Status(&["failed"]),
+        ];
+        let parsed = list_query(
+            &query(&[("type", "restore"), ("status", "failed"), ("after", "r1")]),
+            &filters,
+        )
+        .unwrap();
+        assert_eq!(parsed.filter("type"), Some("restore"));
+        assert_eq!(parsed.filter("status"), Some("failed"));
+        assert_eq!(parsed.after.as_deref(), Some("r1"));
+        assert_eq!(parsed.limit, DEFAULT_LIMIT);
+        let err = list_query(&query(&[("type", "sync")]), &filters).unwrap_err();
+        assert_eq!(err.details["parameter"], "type");
+        assert!(
+            err.message
+                .contains("`type` is one of backup, restore, not `sync`"),
+            "{}",
+            err.message
+        );
+        let err = list_query(&query(&[("label", "a=b")]), &filters).unwrap_err();
+        assert_eq!(err.details["parameter"], "label");
+        assert!(
+            err.message
+                .contains("this route takes after, limit, type, status"),
             "{}",
             err.message
         );

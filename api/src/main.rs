@@ -57,6 +57,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Resources(args) => cli::entities::resources(args).await?,
         Command::Backup { command } => cli::backups::backup(command).await?,
         Command::Restore { command } => cli::backups::restore(command).await?,
+        Command::Workflow { command } => cli::runs::workflow(command).await?,
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use crate::clusters::ClusterProbe;
 use crate::entities::{CreateBody, SharesBody, UpdateBody};
 use crate::error::ApiError;
 use crate::restores::CreateRestore;
+use crate::runs::{RunItem, RunPage};
 
 mod common_errors;
 use common_errors::CommonErrors;
@@ -77,6 +78,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/restores/{id}/results"),
     ("post", "/v1/restores/{id}/cancel"),
     ("put", "/v1/restores/{id}/shares"),
+    ("get", "/v1/workflows"),
     ("get", "/v1/workflows/{id}"),
     ("get", "/v1/workflows/{id}/events"),
     ("post", "/v1/locations/{id}/sync"),
@@ -150,11 +152,12 @@ pub const ROUTES: &[(&str, &str)] = &[
         crate::restores::results,
         crate::restores::cancel,
         crate::catalog_shares::share_restore,
+        crate::runs::list,
         crate::runs::get,
         crate::runs::events,
         crate::sync::sync,
     ),
-    components(schemas(ApiError, AuditEvent, AuditPage, AuditServerSentEvent, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore)),
+    components(schemas(ApiError, AuditEvent, AuditPage, AuditServerSentEvent, ClusterProbe, CreateBody, UpdateBody, SharesBody, CreateBackup, CreateRestore, RunItem, RunPage)),
     modifiers(&BearerAuth, &CommonErrors),
     security(("bearer" = [])),
 )]

@@ -415,9 +415,14 @@ pub async fn serve(
         .map(TlsFiles::server_config)
         .transpose()?;
     let store = Arc::new(open_store(&config.data_dir)?);
-    if !Catalog::new(store.clone()).is_current()? {
+    if !Catalog::new(store.clone()).is_current()?
+        || !stowage_engine::runs_projection_is_current(&store)?
+    {
         let events = store.rebuild_projections().await?;
-        tracing::info!(events, "projections rebuilt: the catalog's layout changed");
+        tracing::info!(
+            events,
+            "projections rebuilt: the layout of the catalog or of the run summaries changed"
+        );
     }
     let master_key = load_master_key(&config.master_key, &store)?;
     let entities = Entities::new(store.clone(), Arc::new(master_key.key));
@@ -489,6 +494,15 @@ mod tests {
         let entities = Entities::new(store, Arc::new(key));
         let runtime = server_runtime(entities.clone(), WorkflowSettings::default()).unwrap();
         AppState::new(runtime, entities, Authenticator::default())
+    }
+
+    #[tokio::test]
+    async fn the_type_filter_of_runs_names_every_workflow_type_the_server_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path());
+        let mut types = crate::runs::WORKFLOW_TYPES.to_vec();
+        types.sort_unstable();
+        assert_eq!(state.catalog.runtime.workflow_types(), types);
     }
 
     #[tokio::test]

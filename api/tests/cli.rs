@@ -1,6 +1,6 @@
 //! The `stowage` binary as a user runs it: a real server process, then `login`, `whoami`,
-//! `events` (table, JSON, YAML, follow), `admin inspect|rebuild`, `completion`, and the errors
-//! that tell the user what to do next.
+//! `events` (table, JSON, YAML, follow), `admin inspect|rebuild`, `completion`, `workflow list`
+//! (by type and status), and the errors that tell the user what to do next.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -593,4 +593,124 @@ fn a_listing_shows_every_page_and_filters_by_label() {
     assert!(said.starts_with("removed `rule-0000` ("), "{said}");
     let left = names(&stowage(&config, &["rule", "list", "-o", "json"]));
     assert_eq!(left.len(), RULES - 2);
+}
+
+#[test]
+fn workflow_runs_are_listed_by_type_and_status_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cli").join("config.toml");
+    let server = start_server(&dir.path().join("data"));
+    stdout(&stowage(
+        &config,
+        &["login", "--server", &server.url, "--token", &server.token],
+    ));
+    let passphrase = dir.path().join("passphrase");
+    std::fs::write(&passphrase, "runs-passphrase").unwrap();
+
+    // Two locations: one holding a repository (the mover made it), one an empty folder.
+    let (stocked, empty) = (dir.path().join("stocked"), dir.path().join("empty"));
+    let source = dir.path().join("source");
+    for folder in [&stocked, &empty, &source] {
+        std::fs::create_dir_all(folder).unwrap();
+    }
+    std::fs::write(source.join("a.txt"), b"runs").unwrap();
+    let location = serde_json::json!({
+        "kind": {"type": "local", "root": stocked},
+        "prefix": "repo"
+    })
+    .to_string();
+    let moved = Command::new(STOWAGE)
+        .args(["mover", "backup", "--location", &location])
+        .args(["--passphrase", "runs-passphrase", "--backup", "b1"])
+        .args(["--volume", "data", "--init", "--path"])
+        .arg(&source)
+        .output()
+        .unwrap();
+    assert!(moved.status.success(), "{moved:?}");
+    for (name, folder) in [("stocked", &stocked), ("empty", &empty)] {
+        stdout(&stowage(
+            &config,
+            &[
+                "location",
+                "add",
+                name,
+                "--local",
+                folder.to_str().unwrap(),
+                "--prefix",
+                "repo",
+                "--passphrase-file",
+                passphrase.to_str().unwrap(),
+            ],
+        ));
+    }
+    let synced = stdout(&stowage(
+        &config,
+        &["location", "sync", "stocked", "--wait"],
+    ));
+    assert!(synced.contains("finished backup(s)"), "{synced}");
+    let refused = stderr(&stowage(&config, &["location", "sync", "empty", "--wait"]));
+    assert!(refused.contains("ended failed"), "{refused}");
+
+    // The table: both syncs, oldest first, the failed one with its error.
+    let table = stdout(&stowage(&config, &["workflow", "list"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for column in [
+        "ID", "TYPE", "STATUS", "STEP", "STARTED", "FINISHED", "ERROR",
+    ] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    assert!(
+        lines[1].contains("catalog_sync") && lines[1].contains("completed"),
+        "{table}"
+    );
+    assert!(
+        lines[2].contains("catalog_sync")
+            && lines[2].contains("failed")
+            && lines[2].contains("step `scan`"),
+        "{table}"
+    );
+
+    // JSON and YAML, filtered by status and type.
+    let listed = |filters: &[&str]| -> Vec<serde_json::Value> {
+        let mut args = vec!["workflow", "list", "-o", "json"];
+        args.extend_from_slice(filters);
+        serde_json::from_str(&stdout(&stowage(&config, &args))).unwrap()
+    };
+    let failed = listed(&["--status", "failed"]);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["type"], "catalog_sync");
+    assert_eq!(failed[0]["step"], serde_json::Value::Null);
+    assert!(failed[0]["finished_at"].is_string(), "{failed:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step `scan`: "),
+        "{failed:?}"
+    );
+    let completed = listed(&["--type", "catalog_sync", "--status", "completed"]);
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["error"], serde_json::Value::Null);
+    assert_ne!(completed[0]["id"], failed[0]["id"]);
+    assert!(listed(&["--type", "backup"]).is_empty());
+    assert_eq!(listed(&[]).len(), 2);
+    let yaml = stdout(&stowage(
+        &config,
+        &["workflow", "list", "--status", "completed", "-o", "yaml"],
+    ));
+    assert!(
+        yaml.contains("type: catalog_sync") && yaml.contains("status: completed"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("status: failed"), "{yaml}");
+
+    // A wrong filter is named by the server.
+    let wrong = stderr(&stowage(&config, &["workflow", "list", "--status", "done"]));
+    assert!(
+        wrong.contains("`status` is one of running, completed, failed, cancelled, not `done`"),
+        "{wrong}"
+    );
+    let wrong = stderr(&stowage(&config, &["workflow", "list", "--type", "sync"]));
+    assert!(wrong.contains("`type` is one of backup,"), "{wrong}");
 }

@@ -28,5 +28,5 @@ pub use store::{InspectReport, Store, StoreOptions, inspect};
 pub use workflow::{
     RetryPolicy, RunCount, RunEvent, RunState, RunStatus, RunSummary, Runtime, RuntimeOptions,
     StartOptions, StepContext, StepError, StepResult, WORKFLOW_PROJECTION, Workflow, run_counts,
-    run_event, run_stream, workflow_event_json,
+    run_event, run_stream, runs_projection_is_current, workflow_event_json,
 };

@@ -21,7 +21,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use events::{RunEvent, RunStatus, run_event, run_stream, workflow_event_json};
-pub use projection::{RunCount, RunSummary, WORKFLOW_PROJECTION, run_counts};
+pub use projection::{
+    RunCount, RunSummary, WORKFLOW_PROJECTION, run_counts, runs_projection_is_current,
+};
 pub use runtime::{Runtime, RuntimeOptions, StartOptions};
 pub use state::RunState;
 

@@ -508,3 +508,128 @@ fn a_step_running_at_a_crash_runs_again_and_completed_steps_do_not() {
         assert_eq!(calls.get("second"), 2);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_summaries_page_every_run_in_start_order_with_its_step_and_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let workflows = vec![
+        Workflow::new("quick").step("only", RetryPolicy::once(), |_| async { Ok(Value::Null) }),
+        Workflow::new("broken")
+            .step("validate", RetryPolicy::once(), |_| async {
+                Err(StepError::permanent("bucket does not exist"))
+            })
+            .cleanup("tidy", RetryPolicy::once(), |_| async { Ok(Value::Null) }),
+        Workflow::new("waiting").step("wait", RetryPolicy::once(), |mut ctx| async move {
+            ctx.cancelled().await;
+            Err(StepError::permanent("stopped"))
+        }),
+    ];
+    let runtime = open(dir.path(), &clock, workflows);
+    assert_eq!(
+        runtime.workflow_types(),
+        ["broken", "quick", "waiting"],
+        "sorted by name"
+    );
+    assert!(runtime.run_summaries(None, 10).unwrap().is_empty());
+    assert!(
+        !stowage_engine::runs_projection_is_current(runtime.store()).unwrap(),
+        "an empty store has no layout yet"
+    );
+
+    let mut runs = Vec::new();
+    for workflow in ["quick", "broken", "waiting", "quick", "quick"] {
+        let run = runtime
+            .start(workflow, Value::Null, StartOptions::default(), "u")
+            .await
+            .unwrap();
+        if workflow != "waiting" {
+            finished(&runtime, &run).await;
+        }
+        runs.push(run);
+    }
+    let waiting = runs[2].clone();
+    wait_until(|| runtime.summary(&waiting).unwrap().unwrap().step.as_deref() == Some("wait"))
+        .await;
+
+    let all = runtime.run_summaries(None, 100).unwrap();
+    let ids: Vec<&str> = all.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, runs, "every run, in the order they started");
+    let shown = |summary: &stowage_engine::RunSummary| {
+        (
+            summary.workflow.clone(),
+            summary.status,
+            summary.step.clone(),
+            summary.error.clone(),
+            summary.finished_at_ms(),
+        )
+    };
+    assert_eq!(
+        shown(&all[0].1),
+        ("quick".into(), RunStatus::Completed, None, None, Some(T0))
+    );
+    assert_eq!(
+        shown(&all[1].1),
+        (
+            "broken".into(),
+            RunStatus::Failed,
+            None,
+            Some("step `validate`: bucket does not exist".into()),
+            Some(T0)
+        )
+    );
+    assert_eq!(
+        shown(&all[2].1),
+        (
+            "waiting".into(),
+            RunStatus::Running,
+            Some("wait".into()),
+            None,
+            None
+        )
+    );
+    assert_eq!(all[1].1.steps_completed, 1, "its cleanup step");
+    assert_eq!(all[2].1.started_at_ms, T0);
+
+    // Pages of two, each starting after the last id of the one before, hold every run once.
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = runtime.run_summaries(after.as_deref(), 2).unwrap();
+        assert!(page.len() <= 2);
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    assert_eq!(
+        runtime.run_summaries(Some(&runs[1]), 1).unwrap()[0].0,
+        runs[2]
+    );
+    assert!(
+        runtime
+            .run_summaries(Some(&runs[4]), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        runtime.run_summaries(Some("0"), 1).unwrap()[0].0,
+        runs[0],
+        "an `after` that names no run starts where it would sort"
+    );
+
+    runtime.cancel(&waiting, "bob").await.unwrap();
+    finished(&runtime, &waiting).await;
+    let cancelled = runtime.summary(&waiting).unwrap().unwrap();
+    assert_eq!(
+        shown(&cancelled),
+        ("waiting".into(), RunStatus::Cancelled, None, None, Some(T0))
+    );
+
+    // The summaries come back the same from a rebuild, in the layout this build reads.
+    let before = runtime.run_summaries(None, 100).unwrap();
+    assert!(stowage_engine::runs_projection_is_current(runtime.store()).unwrap());
+    runtime.store().rebuild_projections().await.unwrap();
+    assert_eq!(runtime.run_summaries(None, 100).unwrap(), before);
+    assert!(stowage_engine::runs_projection_is_current(runtime.store()).unwrap());
+}

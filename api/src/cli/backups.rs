@@ -339,7 +339,8 @@ fn id_of(record: &Value) -> String {
     record["id"].as_str().unwrap_or_default().to_string()
 }
 
-fn text(value: &Value) -> String {
+/// A JSON value as a table cell: strings bare, null empty.
+pub(super) fn text(value: &Value) -> String {
     match value {
         Value::String(text) => text.clone(),
         Value::Null => String::new(),
@@ -439,7 +440,8 @@ fn restores_table(records: &[Value]) -> comfy_table::Table {
     table
 }
 
-fn show(
+/// Prints `value` in `format`, as the table `table` builds for people.
+pub(super) fn show(
     format: Format,
     value: &Value,
     table: impl FnOnce(&Value) -> comfy_table::Table,

@@ -9,6 +9,7 @@ pub mod entities;
 pub mod login;
 pub mod output;
 pub mod progress;
+pub mod runs;
 pub mod schedules;
 pub mod shares;
 
@@ -124,6 +125,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: backups::RestoreCommand,
+    },
+    /// Lists workflow runs (backups, restores, deletions, syncs, schedule ticks) by type and
+    /// status.
+    Workflow {
+        /// What to do.
+        #[command(subcommand)]
+        command: runs::WorkflowCommand,
     },
     /// Lists a cluster's live resources by namespace and kind: what a backup can pick.
     Resources(entities::ResourcesArgs),

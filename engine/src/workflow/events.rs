@@ -37,7 +37,7 @@ impl RunStatus {
     ];
 
     /// The status's name, as serialized.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Running => "running",
             Self::Completed => "completed",

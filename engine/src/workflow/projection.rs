@@ -3,12 +3,14 @@
 //!
 //! Keys: `run/<id>` → encoded [`RunSummary`]; `open/<id>` → workflow name, removed when the run
 //! finishes; `count/<status>/<workflow>` → number of runs of that type in that status (u64
-//! big-endian), so that totals cost one short scan whatever the number of runs.
+//! big-endian), so that totals cost one short scan whatever the number of runs; `format` →
+//! [`FORMAT`], the layout of the summaries, so that a store written by an older build is known
+//! and rebuilt ([`runs_projection_is_current`]) before its summaries are read.
 
 use serde::{Deserialize, Serialize};
 
 use super::events::{
-    CleanupStarted, Finished, RUN_STREAM_PREFIX, RunStatus, Started, StepCompleted,
+    CleanupStarted, Finished, RUN_STREAM_PREFIX, RunStatus, Started, StepCompleted, StepStarted,
 };
 use crate::codec;
 use crate::error::{Error, Result};
@@ -34,12 +36,43 @@ pub struct RunSummary {
     pub cleaning_up: bool,
     /// When it started (ms since the epoch).
     pub started_at_ms: i64,
-    /// When it last changed.
+    /// When it last changed; for a finished run, when it finished.
     pub updated_at_ms: i64,
+    /// The step running (a cleanup step once the cleanup runs); none once it finished.
+    pub step: Option<String>,
+    /// Why it failed: once its cleanup began after a failure, and when it finished failed.
+    pub error: Option<String>,
 }
 
+impl RunSummary {
+    /// When it finished (ms since the epoch), if it has.
+    pub fn finished_at_ms(&self) -> Option<i64> {
+        self.status.is_finished().then_some(self.updated_at_ms)
+    }
+}
+
+pub(crate) const RUN_PREFIX: &[u8] = b"run/";
+
 pub(crate) fn run_key(run_id: &str) -> Vec<u8> {
-    format!("run/{run_id}").into_bytes()
+    let mut key = RUN_PREFIX.to_vec();
+    key.extend_from_slice(run_id.as_bytes());
+    key
+}
+
+/// The key of the summaries' layout.
+const FORMAT_KEY: &[u8] = b"format";
+/// This layout: [`RunSummary`] with `step` and `error`. A change of what a summary holds
+/// changes this too, and the projection is rebuilt in the new form at the next start.
+pub(crate) const FORMAT: &[u8] = b"2";
+
+/// Whether the `workflow_runs` projection of `store` follows this build's layout. One written
+/// by an older build does not (nor does an empty one, which costs nothing to rebuild): call
+/// [`Store::rebuild_projections`] before a [`crate::Runtime`] reads it.
+pub fn runs_projection_is_current(store: &Store) -> Result<bool> {
+    Ok(store
+        .projection_get(WORKFLOW_PROJECTION, FORMAT_KEY)?
+        .as_deref()
+        == Some(FORMAT))
 }
 
 pub(crate) const OPEN_PREFIX: &[u8] = b"open/";
@@ -136,6 +169,9 @@ impl Projection for RunsProjection {
     }
 
     fn apply(&self, event: &RecordedEvent, state: &mut ProjectionState<'_>) -> Result<(), String> {
+        if state.get(FORMAT_KEY)?.as_deref() != Some(FORMAT) {
+            state.put(FORMAT_KEY, FORMAT.to_vec());
+        }
         let Some(run_id) = event.stream.strip_prefix(RUN_STREAM_PREFIX) else {
             return Ok(());
         };
@@ -150,6 +186,8 @@ impl Projection for RunsProjection {
                 cleaning_up: false,
                 started_at_ms: event.at_ms,
                 updated_at_ms: event.at_ms,
+                step: None,
+                error: None,
             };
             state.put(
                 &key,
@@ -167,13 +205,21 @@ impl Projection for RunsProjection {
             return Ok(());
         }
         summary.updated_at_ms = event.at_ms;
-        if event.is::<StepCompleted>() {
+        if event.is::<StepStarted>() {
+            let started: StepStarted = event.decode().map_err(|err| err.to_string())?;
+            summary.step = Some(started.step);
+        } else if event.is::<StepCompleted>() {
             summary.steps_completed += 1;
         } else if event.is::<CleanupStarted>() {
+            let cleanup: CleanupStarted = event.decode().map_err(|err| err.to_string())?;
             summary.cleaning_up = true;
+            summary.step = None;
+            summary.error = cleanup.error;
         } else if event.is::<Finished>() {
             let finished: Finished = event.decode().map_err(|err| err.to_string())?;
             summary.status = finished.status;
+            summary.step = None;
+            summary.error = finished.error;
             add_to_count(state, RunStatus::Running, &summary.workflow, -1)?;
             add_to_count(state, finished.status, &summary.workflow, 1)?;
             state.delete(&open_key(run_id));

@@ -20,7 +20,9 @@ use super::events::{
     CancelRequested, CleanupStarted, Finished, IdempotencyClaimed, RetryScheduled, RunStatus,
     Started, StepCompleted, StepFailed, StepProgress, StepStarted, idempotency_stream, run_stream,
 };
-use super::projection::{OPEN_PREFIX, RunSummary, RunsProjection, WORKFLOW_PROJECTION, run_key};
+use super::projection::{
+    OPEN_PREFIX, RUN_PREFIX, RunSummary, RunsProjection, WORKFLOW_PROJECTION, run_key,
+};
 use super::state::RunState;
 use super::{Step, StepContext, StepError, Workflow};
 use crate::clock::{Clock, SystemClock};
@@ -344,6 +346,38 @@ impl Runtime {
                 seq: 0,
                 reason: format!("run summary: {err}"),
             })
+    }
+
+    /// Up to `limit` runs whose ids sort after `after` (all of them without it), in id order,
+    /// each with its summary from the projection: one page of a listing of every run. Run ids
+    /// are UUID v7, so id order is the order the runs started in.
+    pub fn run_summaries(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, RunSummary)>> {
+        let after = after.map(run_key);
+        self.inner
+            .store
+            .projection_page(WORKFLOW_PROJECTION, RUN_PREFIX, after.as_deref(), limit)?
+            .into_iter()
+            .map(|(key, bytes)| {
+                let run_id = String::from_utf8_lossy(&key[RUN_PREFIX.len()..]).into_owned();
+                let summary = codec::decode(&bytes).map_err(|err| Error::Corrupt {
+                    stream: run_stream(&run_id),
+                    seq: 0,
+                    reason: format!("run summary: {err}"),
+                })?;
+                Ok((run_id, summary))
+            })
+            .collect()
+    }
+
+    /// The names of the workflow types this runtime runs, sorted.
+    pub fn workflow_types(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.inner.workflows.keys().copied().collect();
+        names.sort_unstable();
+        names
     }
 
     /// Waits until run `run_id` is finished and returns its final state.

@@ -8,8 +8,9 @@
 //! Each answer must be what the caller's standing gives: 404 for what it may not see (never a
 //! 403 that would reveal it exists), 403 for what it sees but may not do, and otherwise an
 //! answer past authorization (changes are sent at a stale version, so they are refused with 409
-//! after the check and nothing is destroyed). Every list and the audit stream hold exactly what
-//! the caller may see. A route of the document with no row here fails the test.
+//! after the check and nothing is destroyed). Every list (the workflow runs' too) and the audit
+//! stream hold exactly what the caller may see. A route of the document with no row here fails
+//! the test.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -404,6 +405,73 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
         }
     }
 
+    // The runs list holds exactly the runs each caller may see: those of the backups and
+    // restores it may see, and the others (the syncs the matrix started) that it started. Read
+    // in pages of one, so that paging past hidden runs is checked too.
+    let mut run_of = BTreeMap::new();
+    for owner in OWNERS {
+        let backup = &objects[owner]["backups"];
+        let (_, record) = users
+            .call(owner, M::GET, &format!("/v1/backups/{backup}"), None)
+            .await;
+        run_of.insert(
+            record["run"].as_str().unwrap().to_string(),
+            (owner, "backups"),
+        );
+        run_of.insert(objects[owner]["workflows"].clone(), (owner, "restores"));
+    }
+    let everything = list_runs(&users, "alice", "").await;
+    let mut started_by = BTreeMap::new();
+    for run in &everything {
+        let (status, events) = users
+            .call(
+                "alice",
+                M::GET,
+                &format!("/v1/workflows/{run}/events"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{events}");
+        started_by.insert(run.clone(), events["events"][0]["actor"].clone());
+    }
+    assert!(
+        run_of.keys().all(|run| everything.contains(run)),
+        "{everything:?}"
+    );
+    assert!(
+        everything.len() > run_of.len(),
+        "the matrix started syncs too: {everything:?}"
+    );
+    for caller in CALLERS {
+        let subject = super::routes::users_subject(&users, caller).await;
+        let may_see = |run: &String| match run_of.get(run) {
+            Some((owner, collection)) => level(caller, owner, collection).is_some(),
+            None => caller == "alice" || started_by[run] == subject,
+        };
+        let expected: BTreeSet<String> = everything
+            .iter()
+            .filter(|run| may_see(run))
+            .cloned()
+            .collect();
+        let listed: BTreeSet<String> = list_runs(&users, caller, "").await.into_iter().collect();
+        assert_eq!(listed, expected, "{caller} lists workflows");
+        let restores: BTreeSet<String> = list_runs(&users, caller, "&type=restore")
+            .await
+            .into_iter()
+            .collect();
+        let expected: BTreeSet<String> = OWNERS
+            .iter()
+            .filter(|owner| level(caller, owner, "restores").is_some())
+            .map(|owner| objects[owner]["workflows"].clone())
+            .collect();
+        assert_eq!(restores, expected, "{caller} lists restore runs");
+    }
+    assert_ne!(
+        list_runs(&users, "dave", "").await.len(),
+        everything.len(),
+        "some runs are hidden from dave"
+    );
+
     // Deleting a backup: refused to those who may not, then done by its owner.
     for owner in OWNERS {
         let path = format!("/v1/backups/{}", objects[owner]["backups"]);
@@ -420,5 +488,37 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
         }
         let (status, answer) = users.call(owner, M::DELETE, &path, None).await;
         assert_eq!(status, 202, "{owner} DELETE {path}: {answer}");
+    }
+}
+
+/// The ids of every run `caller` lists with the parameters `filters` (`&type=...`), a page of
+/// one at a time, each page after the last one's `next_after`.
+async fn list_runs(users: &Users, caller: &str, filters: &str) -> Vec<String> {
+    let mut runs = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = users
+            .call(
+                caller,
+                M::GET,
+                &format!("/v1/workflows?limit=1{filters}{after}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{caller}: {page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 1, "{page}");
+        runs.extend(
+            items
+                .iter()
+                .map(|run| run["id"].as_str().unwrap().to_string()),
+        );
+        match page["next_after"].as_str() {
+            Some(next) => {
+                assert_eq!(Some(next), runs.last().map(String::as_str), "{page}");
+                after = format!("&after={next}");
+            }
+            None => return runs,
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! `/v1/backups`, `/v1/restores` and `/v1/workflows` over real HTTP with real OIDC users: bad
-//! input named, foreign backups hidden, a backup cancelled and retried, a repeated start with an
-//! idempotency key answered with the first backup, a restore into another namespace, and a
-//! replace restore whose bytes and step durations `/metrics` then tells.
+//! input named, foreign backups hidden, a backup cancelled and retried, a backup failed by its
+//! pre-rule and retried once the rule is fixed (its runs listed by type and status), a repeated
+//! start with an idempotency key answered with the first backup, a restore into another
+//! namespace, and a replace restore whose bytes and step durations `/metrics` then tells.
 
 use std::time::Duration;
 
@@ -100,6 +101,38 @@ async fn bad_requests_are_named_and_unknown_runs_are_not_found() {
         assert_eq!(status, 400, "{query}: {body}");
         assert_eq!(body["details"]["parameter"], parameter, "{body}");
     }
+    for (query, parameter) in [
+        ("status=done", "status"),
+        ("type=nightly", "type"),
+        ("limit=1001", "limit"),
+        ("label=a=b", "label"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = users
+            .call("bob", M::GET, &format!("/v1/workflows?{query}"), None)
+            .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["code"], "bad_request", "{body}");
+        assert_eq!(body["details"]["parameter"], parameter, "{body}");
+    }
+    let (_, body) = users
+        .call("bob", M::GET, "/v1/workflows?type=sync", None)
+        .await;
+    assert_eq!(
+        body["message"],
+        "`type` is one of backup, backup_delete, catalog_sync, restore, schedule_tick, not `sync`",
+        "{body}"
+    );
+    let (status, body) = users
+        .call(
+            "bob",
+            M::GET,
+            "/v1/workflows?type=backup&status=failed",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"items": [], "next_after": null}));
     for (method, path) in [
         (M::GET, "/v1/backups/nope"),
         (M::POST, "/v1/backups/nope/cancel"),
@@ -395,6 +428,148 @@ async fn a_backup_is_cancelled_retried_kept_from_others_and_restored_under_a_map
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["details"]["parameter"], "label", "{refused}");
     no_temporaries(&client, "shop-copy").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_failed_by_its_pre_rule_completes_when_retried_after_the_rule_is_fixed() {
+    let users = Users::start().await;
+    let cluster = start("failing").await;
+    let client = connect(&cluster).await;
+    deploy_app(&client.client).await;
+    let folder = claim_folder(&cluster, &client, "shop", "data").await;
+    std::fs::write(folder.join("PG_VERSION"), b"17\n").unwrap();
+    database_running(&client).await;
+    let kubeconfig = std::fs::read_to_string(cluster.sim.kubeconfig_path()).unwrap();
+    let bucket = tempfile::tempdir().unwrap();
+    let (cluster_id, location_id) = register(&users, &kubeconfig, bucket.path()).await;
+    let rule_spec = |command: &str| {
+        json!({
+            "pod_selector": {"matchLabels": {"app": "db"}},
+            "actions": [{"command": ["sh", "-c", command], "on_error": "fail"}]
+        })
+    };
+    let (status, rule) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/rules",
+            Some(json!({"name": "flush", "spec": rule_spec("echo disk is read-only; exit 3")})),
+        )
+        .await;
+    assert_eq!(status, 201, "{rule}");
+    let rule_id = rule["id"].as_str().unwrap();
+
+    // The pre-rule's command exits 3: the backup fails, saying where and why.
+    let (status, backup) = users
+        .call(
+            "bob",
+            M::POST,
+            "/v1/backups",
+            Some(json!({"name": "guarded", "spec": {
+                "cluster": cluster_id, "location": location_id,
+                "namespaces": ["shop"], "pre_rules": [rule_id]
+            }})),
+        )
+        .await;
+    assert_eq!(status, 202, "{backup}");
+    let id = backup["id"].as_str().unwrap().to_string();
+    let failed = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["restorable"], false, "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    for part in [rule_id, "exit code 3", "disk is read-only"] {
+        assert!(error.contains(part), "`{part}` missing in {error}");
+    }
+    no_temporaries(&client, "shop").await;
+    let first_run = failed["run"].as_str().unwrap().to_string();
+    let (_, run) = users
+        .call("bob", M::GET, &format!("/v1/workflows/{first_run}"), None)
+        .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["attempts"].get("collect").is_none(), "{run}");
+
+    // The runs list shows the failed run with its error; carol sees none of bob's runs.
+    let (status, listed) = users
+        .call(
+            "bob",
+            M::GET,
+            "/v1/workflows?type=backup&status=failed",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["next_after"], Value::Null, "{listed}");
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listed}");
+    let item = &items[0];
+    assert_eq!(
+        (&item["id"], &item["type"], &item["status"], &item["step"]),
+        (
+            &json!(first_run),
+            &json!("backup"),
+            &json!("failed"),
+            &Value::Null
+        ),
+        "{item}"
+    );
+    let run_error = item["error"].as_str().unwrap();
+    assert!(
+        run_error.starts_with("step `pre_rules`: ") && run_error.contains("exit code 3"),
+        "{run_error}"
+    );
+    assert!(item["finished_at"].as_str().unwrap() >= item["started_at"].as_str().unwrap());
+    let (_, carols) = users.call("carol", M::GET, "/v1/workflows", None).await;
+    assert_eq!(carols["items"], json!([]), "{carols}");
+
+    // The rule fixed, the retry completes the same backup.
+    let (status, fixed) = users
+        .call(
+            "bob",
+            M::PUT,
+            &format!("/v1/rules/{rule_id}"),
+            Some(json!({"version": rule["version"], "labels": {}, "spec": rule_spec("sync")})),
+        )
+        .await;
+    assert_eq!(status, 200, "{fixed}");
+    let (status, retried) = users
+        .call("bob", M::POST, &format!("/v1/backups/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 202, "{retried}");
+    assert_eq!(retried["attempts"], 2, "{retried}");
+    let record = settled(&users, "bob", &format!("/v1/backups/{id}")).await;
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["restorable"], true, "{record}");
+    assert_eq!(record["error"], Value::Null, "{record}");
+    assert_eq!(record["progress"]["volumes_done"], 1, "{record}");
+    no_temporaries(&client, "shop").await;
+    let second_run = record["run"].as_str().unwrap();
+    assert_ne!(second_run, first_run);
+
+    // Both runs listed, oldest first; the status filter tells them apart.
+    let (_, listed) = users
+        .call("bob", M::GET, "/v1/workflows?type=backup", None)
+        .await;
+    let runs: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| (run["id"].as_str().unwrap(), run["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        runs,
+        [(first_run.as_str(), "failed"), (second_run, "completed")],
+        "{listed}"
+    );
+    let (_, completed) = users
+        .call(
+            "bob",
+            M::GET,
+            "/v1/workflows?status=completed&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(completed["items"][0]["id"], second_run, "{completed}");
+    assert_eq!(completed["items"][0]["error"], Value::Null, "{completed}");
 }
 
 pub(super) async fn users_subject(users: &Users, user: &str) -> Value {

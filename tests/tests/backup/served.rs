@@ -1,8 +1,9 @@
 //! Backups and restores as a user drives them: a real `stowage server` process, the `stowage`
 //! CLI (`cluster add`, `location add`, `backup create --wait`, `restore create --wait`, `list`,
-//! `describe`, `logs`), and a kubesim cluster whose data movers run the same binary. Then the
-//! same backup and restore with the server killed (SIGKILL) as each step starts and started
-//! again: every run completes, nothing temporary is left, the data comes back identical.
+//! `describe`, `logs`, `workflow list`), and a kubesim cluster whose data movers run the same
+//! binary. Then the same backup and restore with the server killed (SIGKILL) as each step starts
+//! and started again: every run completes, nothing temporary is left, the data comes back
+//! identical.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -281,6 +282,7 @@ async fn the_cli_backs_up_and_restores_an_application_through_the_server() {
     );
     let described = cli.json(&["backup", "describe", "nightly"]).await;
     assert_eq!(described["status"], "completed", "{described}");
+    let backup_run = described["run"].as_str().unwrap().to_string();
     assert_eq!(described["restorable"], true);
     assert_eq!(described["labels"]["tier"], "gold");
     assert!(
@@ -340,6 +342,21 @@ async fn the_cli_backs_up_and_restores_an_application_through_the_server() {
     assert_eq!(restores[0]["progress"]["failed"], 0, "{restores}");
     assert_eq!(restores[0]["progress"]["volumes_done"], 1, "{restores}");
     no_temporaries(&scene.client, "shop").await;
+
+    // The runs behind them, listed by type.
+    let runs = cli.json(&["workflow", "list", "--type", "restore"]).await;
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    assert_eq!(runs[0]["id"], restores[0]["run"], "{runs}");
+    assert_eq!(runs[0]["status"], "completed", "{runs}");
+    let table = cli.run(&["workflow", "list"]).await;
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[0].contains(&backup_run)
+            && rows[0].contains("backup")
+            && rows[0].contains("completed"),
+        "{table}"
+    );
 }
 
 /// Follows the audit stream and SIGKILLs the server the first time each step of `run` starts,
