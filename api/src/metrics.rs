@@ -125,12 +125,16 @@ impl Metrics {
     }
 }
 
-/// The route template a request path belongs to (`{name}` matches one segment), so that metric
-/// labels stay few; `unmatched` for paths that are no route.
-pub fn route_template(path: &str) -> &'static str {
+/// The documented operation (method and route template, `{name}` matching one segment) a
+/// request belongs to, so that metric labels stay few; `unmatched` for a request that is no
+/// documented operation. A request the server answers (neither 404 nor 405) that comes out
+/// `unmatched` is a served route missing from the OpenAPI document: the tests that drive the
+/// server look for such series in `/metrics` and fail on them.
+pub fn route_template(method: &str, path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     crate::openapi::ROUTES
         .iter()
+        .filter(|(documented, _)| documented.eq_ignore_ascii_case(method))
         .map(|(_, template)| *template)
         .find(|template| {
             let pattern: Vec<&str> = template.trim_matches('/').split('/').collect();
@@ -140,7 +144,22 @@ pub fn route_template(path: &str) -> &'static str {
                     .zip(&segments)
                     .all(|(want, got)| want.starts_with('{') || want == got)
         })
-        .unwrap_or("unmatched")
+        .unwrap_or(UNMATCHED)
+}
+
+/// The route label of requests that are no documented operation.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The series of `/metrics` text that count answered requests to no documented operation
+/// (statuses other than 404 and 405): each is a served route the OpenAPI document lacks.
+pub fn undocumented_routes(metrics_text: &str) -> Vec<&str> {
+    let unmatched = format!("route=\"{UNMATCHED}\"");
+    metrics_text
+        .lines()
+        .filter(|line| line.starts_with("stowage_api_requests_total{"))
+        .filter(|line| line.contains(&unmatched))
+        .filter(|line| !line.contains("status=\"404\"") && !line.contains("status=\"405\""))
+        .collect()
 }
 
 /// The Prometheus exposition of the server's metrics.
@@ -173,9 +192,30 @@ mod tests {
 
     #[test]
     fn paths_map_to_their_route_templates() {
-        assert_eq!(route_template("/v1/events"), "/v1/events");
-        assert_eq!(route_template("/v1/events/"), "/v1/events");
-        assert_eq!(route_template("/healthz"), "/healthz");
-        assert_eq!(route_template("/v1/nothing/here"), "unmatched");
+        assert_eq!(route_template("GET", "/v1/events"), "/v1/events");
+        assert_eq!(route_template("GET", "/v1/events/"), "/v1/events");
+        assert_eq!(route_template("GET", "/healthz"), "/healthz");
+        assert_eq!(route_template("GET", "/v1/nothing/here"), "unmatched");
+        assert_eq!(
+            route_template("POST", "/v1/backups/0199/retry"),
+            "/v1/backups/{id}/retry"
+        );
+        // A documented path with a method it does not document is no operation.
+        assert_eq!(route_template("PATCH", "/v1/backups/0199"), "unmatched");
+    }
+
+    #[test]
+    fn answered_requests_to_no_documented_operation_are_found() {
+        let text = "\
+# TYPE stowage_api_requests_total counter
+stowage_api_requests_total{route=\"/v1/events\",method=\"GET\",status=\"200\"} 3
+stowage_api_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1
+stowage_api_requests_total{route=\"unmatched\",method=\"PATCH\",status=\"405\"} 1
+stowage_api_requests_total{route=\"unmatched\",method=\"GET\",status=\"200\"} 2
+";
+        assert_eq!(
+            undocumented_routes(text),
+            ["stowage_api_requests_total{route=\"unmatched\",method=\"GET\",status=\"200\"} 2"]
+        );
     }
 }

@@ -277,7 +277,7 @@ pub fn routes(
     let metrics = state.metrics.clone();
     let observe = warp::log::custom(move |info| {
         metrics.observe_request(
-            route_template(info.path()),
+            route_template(info.method().as_str(), info.path()),
             info.method().as_str(),
             info.status().as_u16(),
             info.elapsed(),

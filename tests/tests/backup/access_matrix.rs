@@ -489,6 +489,19 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
         let (status, answer) = users.call(owner, M::DELETE, &path, None).await;
         assert_eq!(status, 202, "{owner} DELETE {path}: {answer}");
     }
+
+    // Nothing answered was an operation the document does not list.
+    let metrics = reqwest::get(users.api.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        stowage::metrics::undocumented_routes(&metrics),
+        Vec::<&str>::new(),
+        "served routes missing from the OpenAPI document"
+    );
 }
 
 /// The ids of every run `caller` lists with the parameters `filters` (`&type=...`), a page of

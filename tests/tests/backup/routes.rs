@@ -686,6 +686,11 @@ async fn a_replace_restore_maps_the_storage_class_and_brings_back_the_claims_dat
         .await
         .unwrap();
     assert_eq!(
+        stowage::metrics::undocumented_routes(&metrics),
+        Vec::<&str>::new(),
+        "served routes missing from the OpenAPI document"
+    );
+    assert_eq!(
         series(&metrics, "stowage_backup_uploaded_bytes_total"),
         uploaded as f64,
         "{metrics}"
