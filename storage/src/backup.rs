@@ -272,16 +272,6 @@ impl Repository {
         }
     }
 
-    /// The ids of every chunk in the repository, from one listing of `chunks/`.
-    pub(crate) async fn stored_chunks(&self) -> Result<HashSet<String>> {
-        Ok(self
-            .list(names::CHUNKS)
-            .await?
-            .into_iter()
-            .map(|meta| meta.location.filename().unwrap_or_default().to_string())
-            .collect())
-    }
-
     #[allow(clippy::too_many_arguments)]
     async fn backup_volume_locked(
         &self,

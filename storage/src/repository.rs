@@ -2,12 +2,13 @@
 //! Argon2id parameters and salt, the sealed master key), `init`, `open` with only the location
 //! and the passphrase, and reading and writing sealed objects.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use tracing::instrument;
 use crate::crypto::{self, KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::names;
 use crate::object::{self, Kind};
 
 /// The repository format version this build writes and reads.
@@ -41,6 +43,11 @@ struct RepoConfig {
     /// The master key sealed under the passphrase's key, base64.
     master_key: String,
 }
+
+/// Chunks a repository may hold for [`Repository::stored_chunks`] to list them in one go.
+const SHARDED_LISTING_ABOVE: usize = 1000;
+/// Shard folders listed at once when a repository holds more.
+const SHARD_LISTINGS_AT_ONCE: usize = 16;
 
 /// An open repository: the store at the location's prefix and the unlocked master key.
 #[derive(Clone)]
@@ -229,6 +236,46 @@ impl Repository {
                 object: folder.into(),
                 source,
             })
+    }
+
+    /// The ids of every chunk in the repository, from listings of `chunks/` (no request per
+    /// chunk). A small repository is listed in one go; past [`SHARDED_LISTING_ABOVE`] chunks,
+    /// the shard folders (`chunks/<xx>/`) are listed [`SHARD_LISTINGS_AT_ONCE`] at a time, so
+    /// that a large repository is not listed one page after the other.
+    pub(crate) async fn stored_chunks(&self) -> Result<HashSet<String>> {
+        let failed = |source| Error::Store {
+            action: "list",
+            object: names::CHUNKS.into(),
+            source,
+        };
+        let id_of = |meta: &object_store::ObjectMeta| {
+            meta.location.filename().unwrap_or_default().to_string()
+        };
+        let mut ids = HashSet::new();
+        let mut listing = self.store.list(Some(&Path::from(names::CHUNKS)));
+        while let Some(meta) = listing.try_next().await.map_err(failed)? {
+            ids.insert(id_of(&meta));
+            if ids.len() > SHARDED_LISTING_ABOVE {
+                break;
+            }
+        }
+        drop(listing);
+        if ids.len() <= SHARDED_LISTING_ABOVE {
+            return Ok(ids);
+        }
+        let shards = self
+            .store
+            .list_with_delimiter(Some(&Path::from(names::CHUNKS)))
+            .await
+            .map_err(failed)?
+            .common_prefixes;
+        let mut listings = futures::stream::iter(shards)
+            .map(|shard| async move { self.store.list(Some(&shard)).try_collect::<Vec<_>>().await })
+            .buffer_unordered(SHARD_LISTINGS_AT_ONCE);
+        while let Some(shard) = listings.next().await {
+            ids.extend(shard.map_err(failed)?.iter().map(id_of));
+        }
+        Ok(ids)
     }
 
     /// Writes bytes already sealed.

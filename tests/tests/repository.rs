@@ -644,3 +644,74 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
+    // 1,200 small files of distinct content: 1,200 chunks, more than a repository lists in one
+    // go, so the second backup learns them from the shard folders listed apart.
+    const FILES: usize = 1200;
+    let source = tempfile::tempdir().unwrap();
+    for n in 0..FILES {
+        let folder = source.path().join(format!("d{:02}", n / 100));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(format!("f{n}")), noise(2048, n as u64 + 10)).unwrap();
+    }
+    let volumes = [VolumeSource {
+        name: "many".into(),
+        path: source.path().to_path_buf(),
+    }];
+    for backend in backends("many-chunks")
+        .await
+        .into_iter()
+        .filter(|backend| matches!(backend.name, "local" | "s3" | "azure"))
+    {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let first = repo
+            .backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(first.progress.chunks_uploaded, FILES as u64, "{name}");
+        let second = repo
+            .backup("b2", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                second.progress.chunks_uploaded,
+                second.progress.chunks_reused
+            ),
+            (0, FILES as u64),
+            "{name}: every stored chunk was listed"
+        );
+        // One chunk gone: the listing misses exactly it, and the next backup sends it again.
+        let victim = repo
+            .volume_tree("b1", "many")
+            .await
+            .unwrap()
+            .entries
+            .iter()
+            .find_map(|entry| match &entry.kind {
+                stowage_storage::EntryKind::File { chunks, .. } => {
+                    chunks.first().map(|chunk| chunk.id.clone())
+                }
+                _ => None,
+            });
+        let victim = victim.unwrap();
+        let store = backend.location.open().unwrap();
+        store
+            .delete(&ObjectPath::from(format!(
+                "chunks/{}/{victim}",
+                &victim[..2]
+            )))
+            .await
+            .unwrap();
+        let third = repo
+            .backup("b3", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(third.progress.chunks_uploaded, 1, "{name}");
+    }
+}
