@@ -647,9 +647,10 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
-    // 1,200 small files of distinct content: 1,200 chunks, more than a repository lists in one
-    // go, so the second backup learns them from the shard folders listed apart.
-    const FILES: usize = 1200;
+    // 1,100 small files of distinct content: 1,100 chunks, more than a repository lists in one
+    // go, so the second backup learns them from the shard folders listed apart. On the local
+    // folder and s3s (moto and Azurite, slower, would hold up the tests running beside it).
+    const FILES: usize = 1100;
     let source = tempfile::tempdir().unwrap();
     for n in 0..FILES {
         let folder = source.path().join(format!("d{:02}", n / 100));
@@ -663,7 +664,7 @@ async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
     for backend in backends("many-chunks")
         .await
         .into_iter()
-        .filter(|backend| matches!(backend.name, "local" | "s3" | "azure"))
+        .filter(|backend| matches!(backend.name, "local" | "s3s"))
     {
         let name = backend.name;
         let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
