@@ -491,17 +491,7 @@ async fn every_route_answers_each_caller_by_its_standing_and_no_list_leaks() {
     }
 
     // Nothing answered was an operation the document does not list.
-    let metrics = reqwest::get(users.api.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        stowage::metrics::undocumented_routes(&metrics),
-        Vec::<&str>::new(),
-        "served routes missing from the OpenAPI document"
-    );
+    super::assert_every_answered_route_is_documented(&users.api.url("")).await;
 }
 
 /// The ids of every run `caller` lists with the parameters `filters` (`&type=...`), a page of

@@ -29,6 +29,23 @@ use stowage_workflows::cluster::{ClusterClient, ClusterSpec};
 
 use crate::kubesim::TestCluster;
 
+/// Fails when the server at `base_url` has answered a request that matches no operation of its
+/// OpenAPI document (`/metrics` counts those under `route="unmatched"`): a served route the
+/// document lacks.
+pub(crate) async fn assert_every_answered_route_is_documented(base_url: &str) {
+    let metrics = reqwest::get(format!("{base_url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        stowage::metrics::undocumented_routes(&metrics),
+        Vec::<&str>::new(),
+        "served routes missing from the OpenAPI document"
+    );
+}
+
 /// Keeps what it is given.
 #[derive(Default)]
 pub struct Kept(pub Vec<CollectedObject>);

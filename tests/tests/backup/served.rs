@@ -359,17 +359,7 @@ async fn the_cli_backs_up_and_restores_an_application_through_the_server() {
     );
 
     // Every request the CLI made was to an operation the OpenAPI document describes.
-    let metrics = reqwest::get(format!("{}/metrics", server.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        stowage::metrics::undocumented_routes(&metrics),
-        Vec::<&str>::new(),
-        "served routes missing from the OpenAPI document"
-    );
+    super::assert_every_answered_route_is_documented(&server.url).await;
 }
 
 /// Follows the audit stream and SIGKILLs the server the first time each step of `run` starts,
