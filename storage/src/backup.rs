@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::{info, instrument};
 
+use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
@@ -29,10 +30,6 @@ use crate::object::{self, Kind};
 use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
-/// FastCDC sizes: chunks of 512 KiB to 8 MiB, 1 MiB on average.
-const MIN_CHUNK: usize = 512 * 1024;
-const AVG_CHUNK: usize = 1024 * 1024;
-const MAX_CHUNK: usize = 8 * 1024 * 1024;
 /// Chunks waiting between the reading thread and the uploads; with the uploads in flight this
 /// bounds memory to about `(QUEUE + concurrency) × MAX_CHUNK`.
 const QUEUE: usize = 4;
@@ -459,6 +456,7 @@ impl Repository {
 /// blocking thread; stops early when the receiver is gone.
 fn walk(root: &Path, reusable: &HashMap<String, Entry>, sender: &mpsc::Sender<Item>) -> Result<()> {
     let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
+    let mut chunker = Chunker::new();
     let walker = walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)
@@ -542,20 +540,15 @@ fn walk(root: &Path, reusable: &HashMap<String, Entry>, sender: &mpsc::Sender<It
                     first_names.insert(inode, relative.clone());
                 }
                 let file = File::open(path).map_err(io("cannot open"))?;
-                let mut size = 0u64;
-                for chunk in fastcdc::v2020::StreamCDC::new(file, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK) {
-                    let chunk = chunk.map_err(|err| Error::Io {
-                        action: "cannot read",
-                        path: path.to_path_buf(),
-                        source: std::io::Error::other(err.to_string()),
-                    })?;
-                    size += chunk.length as u64;
-                    if sender
-                        .blocking_send(Item::Chunk { data: chunk.data })
-                        .is_err()
-                    {
-                        return Ok(());
-                    }
+                let mut receiver_gone = false;
+                let size = chunker
+                    .chunk(file, |data| {
+                        receiver_gone = sender.blocking_send(Item::Chunk { data }).is_err();
+                        !receiver_gone
+                    })
+                    .map_err(io("cannot read"))?;
+                if receiver_gone {
+                    return Ok(());
                 }
                 // Its chunks are named in the pipeline, which fills the list in.
                 EntryKind::File {

@@ -2,7 +2,7 @@
 //! (Argon2id), the master key it unlocks, AES-256-GCM sealing with the object's name as
 //! associated data, and the keyed BLAKE3 hash that names chunks.
 
-use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
@@ -58,21 +58,41 @@ pub(crate) fn random<const N: usize>() -> Result<[u8; N]> {
 
 /// Seals `plaintext` under `key` with `aad` as associated data: `nonce ‖ ciphertext ‖ tag`.
 pub(crate) fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-    let cipher = cipher(key)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+    out.resize(NONCE_LEN, 0);
+    out.extend_from_slice(plaintext);
+    seal_in_place(key, aad, &mut out, 0)?;
+    Ok(out)
+}
+
+/// Seals the end of `buffer` where it stands: the plaintext is what follows
+/// `nonce_at + NONCE_LEN`; a random nonce is written at `nonce_at` (over what the caller left
+/// there), the plaintext is encrypted in place and the tag appended, so `buffer[nonce_at..]`
+/// becomes what [`seal_with`] makes. What comes before `nonce_at` is left alone.
+pub(crate) fn seal_in_place(
+    key: &[u8; 32],
+    aad: &[u8],
+    buffer: &mut Vec<u8>,
+    nonce_at: usize,
+) -> Result<()> {
+    let plain_at = nonce_at + NONCE_LEN;
+    if buffer.len() < plain_at {
+        return Err(Error::Random(format!(
+            "a sealing buffer of {} bytes has no room for a nonce at {nonce_at}",
+            buffer.len()
+        )));
+    }
     let nonce_bytes = random::<NONCE_LEN>()?;
-    let sealed = cipher
-        .encrypt(
+    buffer[nonce_at..plain_at].copy_from_slice(&nonce_bytes);
+    let tag = cipher(key)?
+        .encrypt_inout_detached(
             &Nonce::from(nonce_bytes),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
+            aad,
+            (&mut buffer[plain_at..]).into(),
         )
         .map_err(|_| Error::Random("AES-GCM refused to encrypt".into()))?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce_bytes);
-    out.extend_from_slice(&sealed);
-    Ok(out)
+    buffer.extend_from_slice(&tag);
+    Ok(())
 }
 
 /// Opens what [`seal_with`] made; `None` when the tag does not match (wrong key, other

@@ -3,6 +3,9 @@
 //! body, zstd-compressed or stored). The header and the object's name are the associated data,
 //! so an object copied under another name or kind does not open.
 
+use std::cell::RefCell;
+use std::io::Cursor;
+
 use crate::crypto::{self, MasterKey};
 use crate::error::{Error, Result};
 
@@ -33,26 +36,80 @@ pub(crate) enum Kind {
 const STORED: u8 = 0;
 const ZSTD: u8 = 1;
 
-/// Compresses (when it helps) and seals `body` as object `name` of `kind`.
+/// Compresses (when it helps) and seals `body` as object `name` of `kind`. The object is built
+/// in one buffer: header, nonce, compression byte, then the body compressed straight into it
+/// (by this thread's reused zstd context) and encrypted where it lies.
 pub(crate) fn seal(key: &MasterKey, kind: Kind, name: &str, body: &[u8]) -> Result<Vec<u8>> {
-    let compressed = zstd::bulk::compress(body, ZSTD_LEVEL).map_err(|err| Error::Corrupt {
+    let header = header(kind);
+    let body_at = HEADER_LEN + crypto::NONCE_LEN + 1;
+    let mut out = Vec::with_capacity(
+        body_at + zstd::zstd_safe::compress_bound(body.len()).max(body.len()) + crypto::TAG_LEN,
+    );
+    out.extend_from_slice(&header);
+    out.resize(body_at, 0);
+    let compressed = compress_onto(body, &mut out).map_err(|err| Error::Corrupt {
         object: name.into(),
         what: format!("zstd could not compress it: {err}"),
     })?;
-    let mut plain = Vec::with_capacity(1 + compressed.len().min(body.len()));
-    if compressed.len() < body.len() {
-        plain.push(ZSTD);
-        plain.extend_from_slice(&compressed);
+    if compressed < body.len() {
+        out[body_at - 1] = ZSTD;
     } else {
-        plain.push(STORED);
-        plain.extend_from_slice(body);
+        out.truncate(body_at);
+        out[body_at - 1] = STORED;
+        out.extend_from_slice(body);
     }
-    let header = header(kind);
-    let sealed = crypto::seal_with(&key.data, &aad(&header, name), &plain)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + sealed.len());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&sealed);
+    crypto::seal_in_place(&key.data, &aad(&header, name), &mut out, HEADER_LEN)?;
     Ok(out)
+}
+
+thread_local! {
+    /// A zstd context per thread, made on first use: making one per object costs more than
+    /// compressing a small object.
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    /// The same for reading.
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Appends `body` compressed (one zstd frame at [`ZSTD_LEVEL`]) to `out`; the bytes appended.
+fn compress_onto(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
+    COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let compressor = match &mut *cell {
+            Some(compressor) => compressor,
+            None => cell.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        let start = out.len();
+        let mut cursor = Cursor::new(std::mem::take(out));
+        cursor.set_position(start as u64);
+        let written = compressor.compress_to_buffer(body, &mut cursor);
+        *out = cursor.into_inner();
+        written
+    })
+}
+
+/// The largest body a zstd frame may say it holds; a larger claim is refused rather than
+/// allocated (the biggest object written is a chunk of 8 MiB or a frame of a few).
+const MAX_DECOMPRESSED: usize = 256 * 1024 * 1024;
+
+/// Decompresses one zstd frame that records its content size (every frame [`seal`] writes does).
+fn decompress(body: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let size =
+        zstd::bulk::Decompressor::upper_bound(body).ok_or("the frame does not record its size")?;
+    if size > MAX_DECOMPRESSED {
+        return Err(format!(
+            "the frame claims {size} bytes, more than any object holds"
+        ));
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match &mut *cell {
+            Some(decompressor) => decompressor,
+            None => cell.insert(zstd::bulk::Decompressor::new().map_err(|err| err.to_string())?),
+        };
+        decompressor
+            .decompress(body, size)
+            .map_err(|err| err.to_string())
+    })
 }
 
 /// Opens what [`seal`] made, checking the header, the kind, the seal and the compression;
@@ -92,9 +149,7 @@ pub(crate) fn open(key: &MasterKey, kind: Kind, name: &str, bytes: &[u8]) -> Res
         })?;
     match plain.split_first() {
         Some((&STORED, body)) => Ok(body.to_vec()),
-        Some((&ZSTD, body)) => {
-            zstd::stream::decode_all(body).map_err(|err| corrupt(format!("zstd: {err}")))
-        }
+        Some((&ZSTD, body)) => decompress(body).map_err(|err| corrupt(format!("zstd: {err}"))),
         Some((other, _)) => Err(corrupt(format!("unknown compression {other}"))),
         None => Err(corrupt("empty body".into())),
     }
