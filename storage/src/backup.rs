@@ -1,32 +1,35 @@
 //! Backing up folders into a repository: walk each tree on a blocking thread, cut files into
-//! content-defined chunks (FastCDC), name each by its keyed BLAKE3 hash and upload the chunks
-//! the repository does not have yet (zstd, then AES-256-GCM), several chunks at once on the
-//! blocking pool (naming included, so that hashing is not bound to the reading thread); then
-//! the volume trees. A backup can be staged: each volume on its own (one data mover per volume),
-//! then `finalize` (in `finalize.rs`) writes the manifest.
+//! content-defined chunks (FastCDC), name each by its keyed BLAKE3 hash, seal the chunks the
+//! repository does not have yet (zstd, then AES-256-GCM) and gather them into packs
+//! (`packs.rs`), several chunks at once on the blocking pool (so that hashing and compressing
+//! are not bound to the reading thread); then the volume trees. A backup can be staged: each
+//! volume on its own (one data mover per volume), then `finalize` (in `finalize.rs`) writes the
+//! manifest.
 //!
-//! The chunks already stored are known from one listing of `chunks/` at the start (no request
-//! per chunk). Re-running an interrupted backup with the same id resumes it: every chunk it had
-//! uploaded is in that listing and is not sent again, and with the caller's last checkpoint the
-//! files it had completed are not even read again.
+//! The chunks already stored are known from the chunk index at the start (no request per
+//! chunk). Re-running an interrupted backup with the same id resumes it: every chunk whose pack
+//! was uploaded and indexed is known and not sent again, and with the caller's last checkpoint
+//! the files it had completed are not even read again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::{info, instrument};
+use tracing::instrument;
 
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
 use crate::object::{self, Kind};
+use crate::packs::Packer;
 use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
@@ -163,8 +166,8 @@ impl Repository {
         }
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
-            let mut known = self.stored_chunks().await?;
-            info!(chunks = known.len(), "listed stored chunks");
+            self.raise_format_version().await?;
+            let mut known = self.chunk_index().await?.ids();
             let mut totals = Progress::default();
             for volume in volumes {
                 self.backup_volume_locked(
@@ -219,8 +222,8 @@ impl Repository {
         }
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
-            let mut known = self.stored_chunks().await?;
-            info!(chunks = known.len(), "listed stored chunks");
+            self.raise_format_version().await?;
+            let mut known = self.chunk_index().await?.ids();
             let mut totals = Progress::default();
             let record = self
                 .backup_volume_locked(
@@ -301,10 +304,12 @@ impl Repository {
         let root = volume.path.clone();
         let reader = tokio::task::spawn_blocking(move || walk(&root, &reusable, &sender));
 
-        // The reading thread only reads and cuts; naming (keyed BLAKE3), sealing and uploading
-        // run for several chunks at once on the blocking pool, so hashing uses every core. The
-        // pipeline yields in the order items were sent, so a file's chunks come before its entry.
-        let shared_known = std::sync::Mutex::new(std::mem::take(known));
+        // The reading thread only reads and cuts; naming (keyed BLAKE3), sealing and packing
+        // run for several chunks at once on the blocking pool, so hashing and compressing use
+        // every core. The pipeline yields in the order items were sent, so a file's chunks come
+        // before its entry.
+        let shared_known = Arc::new(Mutex::new(std::mem::take(known)));
+        let packer = Packer::default();
         let mut receiver = receiver;
         let items = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
         let mut outcomes = items
@@ -313,7 +318,9 @@ impl Repository {
                     Item::Entry { entry, reused } => {
                         Box::pin(async move { Ok(Outcome::Entry { entry, reused }) })
                     }
-                    Item::Chunk { data } => Box::pin(self.store_chunk(data, &shared_known)),
+                    Item::Chunk { data } => {
+                        Box::pin(self.store_chunk(data, shared_known.clone(), &packer))
+                    }
                 };
                 job
             })
@@ -357,12 +364,13 @@ impl Repository {
                             }
                         }
                         done.entries.push(entry);
-                        // Every chunk sent before this entry is stored (the pipeline yields in
-                        // order) or, when the same content came twice at once, still being
-                        // stored by its twin; a resume takes a file from the checkpoint only
-                        // when the repository lists all its chunks, so the entries so far make
-                        // a checkpoint.
+                        // Every chunk sent before this entry is packed (the pipeline yields in
+                        // order) or, when the same content came twice at once, being packed by
+                        // its twin; the flush stores and indexes the packs. A resume takes a
+                        // file from the checkpoint only when the index has all its chunks, so
+                        // the entries so far make a checkpoint.
                         if last_checkpoint.elapsed() >= options.checkpoint_every {
+                            self.flush_packs(&packer).await?;
                             checkpoint(&done);
                             last_checkpoint = Instant::now();
                         }
@@ -375,11 +383,11 @@ impl Repository {
         .await;
         drop(outcomes);
         // No lock of it is held across a panic point, so it cannot be poisoned; were it, its
-        // set is still whole (inserts are single calls).
-        *known = shared_known
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // set is still whole (inserts are single calls). The pipeline is gone, so this is the
+        // last holder.
+        *known = std::mem::take(&mut *shared_known.lock().unwrap_or_else(PoisonError::into_inner));
         walked?;
+        self.flush_packs(&packer).await?;
         reader.await.map_err(|err| Error::Io {
             action: "the reading thread failed in",
             path: volume.path.clone(),
@@ -406,49 +414,49 @@ impl Repository {
         })
     }
 
-    /// Names a chunk (keyed BLAKE3, on a blocking thread) and, when the repository does not
-    /// have it yet (`known`, which it joins), seals and uploads it.
+    /// Names a chunk (keyed BLAKE3) and, when the repository does not have it yet (`known`,
+    /// which it joins), seals it, on a blocking thread; then adds it to the run's packs.
     async fn store_chunk(
         &self,
         data: Vec<u8>,
-        known: &std::sync::Mutex<HashSet<String>>,
+        known: Arc<Mutex<HashSet<String>>>,
+        packer: &Packer,
     ) -> Result<Outcome> {
         let key = self.key().clone();
-        let (id, data) = tokio::task::spawn_blocking(move || {
+        let (chunk, sealed) = tokio::task::spawn_blocking(move || {
             let id = key.chunk_id(&data).to_hex().to_string();
-            (id, data)
+            let chunk = ChunkRef {
+                id: id.clone(),
+                len: data.len() as u32,
+            };
+            let new = known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id);
+            let sealed = if new {
+                Some(object::seal(
+                    &key,
+                    Kind::Chunk,
+                    &names::chunk(&chunk.id),
+                    &data,
+                )?)
+            } else {
+                None
+            };
+            Ok::<_, Error>((chunk, sealed))
         })
         .await
-        .map_err(|err| Error::Random(format!("hashing thread failed: {err}")))?;
-        let chunk = ChunkRef {
-            id: id.clone(),
-            len: data.len() as u32,
-        };
-        let new = known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id.clone());
-        let uploaded = if new {
-            Some(self.upload_chunk(id, data).await?)
-        } else {
-            None
+        .map_err(|err| Error::Random(format!("sealing thread failed: {err}")))??;
+        let uploaded = match sealed {
+            Some(sealed) => {
+                let sent = sealed.len() as u64;
+                self.pack_chunk(packer, chunk.id.clone(), Bytes::from(sealed))
+                    .await?;
+                Some(sent)
+            }
+            None => None,
         };
         Ok(Outcome::Chunk { chunk, uploaded })
-    }
-
-    /// Seals a chunk on a blocking thread and uploads it; the bytes sent.
-    async fn upload_chunk(&self, id: String, data: Vec<u8>) -> Result<u64> {
-        let key = self.key().clone();
-        let name = names::chunk(&id);
-        let sealed = {
-            let name = name.clone();
-            tokio::task::spawn_blocking(move || object::seal(&key, Kind::Chunk, &name, &data))
-                .await
-                .map_err(|err| Error::Random(format!("sealing thread failed: {err}")))??
-        };
-        let sent = sealed.len() as u64;
-        self.put_raw(&name, Bytes::from(sealed)).await?;
-        Ok(sent)
     }
 }
 

@@ -41,7 +41,7 @@ impl Repository {
         names::check_name("backup id", backup)?;
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
-            let known = self.stored_chunks().await?;
+            let known = self.chunk_index().await?.ids();
             self.finalize_locked(backup, source, metadata, &known).await
         })
         .await
@@ -168,9 +168,8 @@ impl Repository {
                 for chunk in chunks {
                     if !known.contains(&chunk.id) {
                         missing.push(format!(
-                            "missing object `{}` (of file {volume}/{})",
-                            names::chunk(&chunk.id),
-                            entry.path
+                            "missing chunk `{}` (of file {volume}/{}): in no indexed pack",
+                            chunk.id, entry.path
                         ));
                     }
                 }

@@ -1,5 +1,7 @@
 //! Garbage collection: mark every chunk the manifests refer to, sweep the others that are
-//! older than a grace window; and the locks that keep a collection and a running backup apart.
+//! older than a grace window (whole packs, or by rewriting a pack that is largely unreferenced,
+//! and the chunk objects of version 1); and the locks that keep a collection and a running
+//! backup apart.
 //!
 //! A backup writes `locks/backup-…` before it lists the stored chunks and removes it after its
 //! manifest; a collection writes `locks/gc-…` before it looks for backup locks. Each writes its
@@ -13,7 +15,7 @@
 //! the grace window counts as live: the chunks of its trees are marked. One whose objects are
 //! all older than the window was abandoned, and its objects are deleted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -24,6 +26,7 @@ use tracing::{info, instrument};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
+use crate::packs::{ChunkIndex, IndexedPack, OpenPack, PACK_TARGET, PackedChunk};
 use crate::repository::Repository;
 use crate::tree::{EntryKind, Tree};
 
@@ -35,6 +38,9 @@ pub const STALE_LOCK: Duration = Duration::from_secs(6 * 3600);
 const LOCK_POLL: Duration = Duration::from_millis(500);
 /// How long a backup waits for a collection before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
+/// A pack of which at least this share of bytes is unreferenced is rewritten without them.
+pub const REPACK_UNUSED_SHARE: f64 = 0.2;
 
 /// Backups (or staged trees) whose trees a collection reads at once while marking.
 const MARK_CONCURRENCY: usize = 16;
@@ -56,10 +62,18 @@ pub struct GcReport {
     pub referenced: u64,
     /// Unreferenced chunks deleted.
     pub deleted: u64,
-    /// Bytes of the chunks deleted, as stored (compressed and sealed).
+    /// Bytes freed: of the chunks deleted as stored (compressed and sealed), and of the packs
+    /// they were in.
     pub deleted_bytes: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
+    /// Unreferenced chunks kept because they share a pack with referenced ones and are less
+    /// than [`REPACK_UNUSED_SHARE`] of it.
+    pub kept_in_used_packs: u64,
+    /// Packs deleted whole.
+    pub packs_deleted: u64,
+    /// Packs whose referenced chunks were copied into new packs before they were deleted.
+    pub packs_repacked: u64,
     /// Staged backups (no manifest yet) younger than the grace window, whose chunks were kept.
     pub staged: u64,
     /// Objects of staged backups older than the grace window (abandoned) deleted.
@@ -315,32 +329,140 @@ impl Repository {
             }
         }
         report.referenced = referenced.len() as u64;
-        let stored = self.list(names::CHUNKS).await?;
-        let mut doomed = Vec::new();
-        for meta in stored {
+        let index = self.chunk_index().await?;
+        let mut doomed = self
+            .sweep_packs(&index, &referenced, &young, &mut report)
+            .await?;
+        // Chunks of a version-1 repository, one object each.
+        for meta in self.list(names::CHUNKS).await? {
             let id = meta.location.filename().unwrap_or_default().to_string();
             if referenced.contains(&id) {
                 continue;
             }
-            if started - meta.last_modified.timestamp() < grace.as_secs() as i64 {
+            if young(&meta) {
                 report.kept_in_grace += 1;
             } else {
-                doomed.push(meta);
+                report.deleted += 1;
+                report.deleted_bytes += meta.size;
+                doomed.push(meta.location.to_string());
             }
         }
         report.abandoned_objects = abandoned.len() as u64;
-        report.deleted_bytes = doomed.iter().map(|meta| meta.size).sum();
-        let doomed = doomed.into_iter().map(|meta| meta.location);
-        let mut deletions = futures::stream::iter(doomed.chain(abandoned))
-            .map(|path| self.delete_object(path.to_string()))
+        let abandoned = abandoned.into_iter().map(|path| path.to_string());
+        let mut deletions = futures::stream::iter(doomed.into_iter().chain(abandoned))
+            .map(|name| self.delete_object(name))
             .buffer_unordered(8);
-        let mut deleted = 0;
         while let Some(result) = deletions.next().await {
             result?;
-            deleted += 1;
         }
-        report.deleted = deleted - report.abandoned_objects;
         Ok(report)
+    }
+
+    /// Decides the fate of every pack and writes the index that follows: a pack none of whose
+    /// chunks is referenced goes once it is older than the grace window; an old one with at
+    /// least [`REPACK_UNUSED_SHARE`] of its bytes unreferenced has its referenced chunks copied
+    /// (sealed as they are) into new packs and goes; a pack no index names (a run that died
+    /// before its index, or a lost index object) is read by its header once out of the grace
+    /// window, and indexed again when it holds referenced chunks. Every surviving pack is then
+    /// recorded in one new index object, which replaces the ones read. Returns the objects to
+    /// delete (the index's old objects are already gone).
+    async fn sweep_packs(
+        &self,
+        index: &ChunkIndex,
+        referenced: &HashSet<String>,
+        young: &(dyn Fn(&object_store::ObjectMeta) -> bool + Sync),
+        report: &mut GcReport,
+    ) -> Result<Vec<String>> {
+        let mut indexed: HashMap<&str, &IndexedPack> = HashMap::new();
+        for (_, body) in &index.objects {
+            for pack in &body.packs {
+                indexed.entry(pack.id.as_str()).or_insert(pack);
+            }
+        }
+        let mut survivors = Vec::new();
+        let mut doomed = Vec::new();
+        let mut repack = OpenPack::default();
+        let mut rewrite = index.objects.len() > 1;
+        for (id, meta) in &index.listed_packs {
+            let recorded = indexed
+                .get(id.as_str())
+                .filter(|pack| pack.size == meta.size)
+                .map(|pack| (*pack).clone());
+            let pack = match recorded {
+                Some(pack) => pack,
+                None if young(meta) => {
+                    // A run may still be writing its index; its chunks are not known yet.
+                    continue;
+                }
+                None => match self.pack_header(id, meta.size).await {
+                    Ok(chunks) => {
+                        rewrite = true;
+                        IndexedPack {
+                            id: id.clone(),
+                            size: meta.size,
+                            chunks,
+                        }
+                    }
+                    Err(err) => {
+                        // Data that cannot be read is not deleted: `verify` names it.
+                        tracing::warn!(pack = %id, %err, "an unindexed pack's header cannot be read; kept");
+                        continue;
+                    }
+                },
+            };
+            let used: Vec<&PackedChunk> = pack
+                .chunks
+                .iter()
+                .filter(|chunk| referenced.contains(&chunk.id))
+                .collect();
+            let unused = (pack.chunks.len() - used.len()) as u64;
+            let used_bytes: u64 = used.iter().map(|chunk| chunk.length).sum();
+            let stored: u64 = pack.chunks.iter().map(|chunk| chunk.length).sum();
+            if unused == 0 {
+                survivors.push(pack);
+            } else if young(meta) {
+                report.kept_in_grace += unused;
+                survivors.push(pack);
+            } else if used.is_empty() {
+                report.deleted += unused;
+                report.deleted_bytes += meta.size;
+                report.packs_deleted += 1;
+                doomed.push(names::pack(id));
+                rewrite = true;
+            } else if (stored - used_bytes) as f64 >= REPACK_UNUSED_SHARE * stored as f64 {
+                let name = names::pack(id);
+                for chunk in used {
+                    let sealed = self
+                        .get_range_raw(&name, chunk.offset..chunk.offset + chunk.length)
+                        .await?;
+                    repack.push(chunk.id.clone(), sealed);
+                    if repack.len() >= PACK_TARGET as u64 {
+                        survivors.push(self.upload_pack(std::mem::take(&mut repack)).await?);
+                    }
+                }
+                report.deleted += unused;
+                report.deleted_bytes += meta.size - used_bytes;
+                report.packs_repacked += 1;
+                doomed.push(name);
+                rewrite = true;
+            } else {
+                report.kept_in_used_packs += unused;
+                survivors.push(pack);
+            }
+        }
+        if !repack.is_empty() {
+            survivors.push(self.upload_pack(repack).await?);
+        }
+        if rewrite {
+            // The new index first: were the collection to stop after it, the old objects name
+            // packs that are either still there or gone (and then not counted), never a pack
+            // the new index lacks.
+            self.write_index(survivors).await?;
+            for (name, _) in &index.objects {
+                self.delete_object(name.clone()).await?;
+            }
+        }
+        Ok(doomed)
     }
 }
 

@@ -18,6 +18,7 @@ mod location;
 mod manifest;
 mod names;
 mod object;
+mod packs;
 mod probe;
 mod repository;
 mod resources;
@@ -32,7 +33,7 @@ pub use backup::{
 pub use crypto::KdfParams;
 pub use delete::RemovedBackup;
 pub use error::{Error, Result};
-pub use gc::{GcReport, HeldLock, STALE_LOCK};
+pub use gc::{GcReport, HeldLock, REPACK_UNUSED_SHARE, STALE_LOCK};
 pub use location::{AzureAuth, Location, LocationKind};
 pub use manifest::{Manifest, VolumeRecord};
 pub use names::check_backup_id;

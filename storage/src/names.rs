@@ -1,12 +1,16 @@
 //! The names of objects inside a repository, in one place: backups, manifests, volume trees
-//! resource packs and chunks, and the rule for the ids and names callers choose.
+//! resource packs, chunks, packs and the chunk index, and the rule for the ids and names callers choose.
 
 use crate::error::{Error, Result};
 
 /// The folder of every backup.
 pub(crate) const BACKUPS: &str = "backups";
-/// The folder of every chunk.
+/// The folder of the chunks of version-1 repositories, one object each.
 pub(crate) const CHUNKS: &str = "chunks";
+/// The folder of pack files: chunks stored together.
+pub(crate) const PACKS: &str = "packs";
+/// The folder of the chunk index: which pack holds which chunk.
+pub(crate) const INDEX: &str = "index";
 
 /// Checks an id or name the caller chose (backup id, volume name): 1 to 128 of
 /// `A-Z a-z 0-9 . _ -`, not starting with a dot.
@@ -41,9 +45,20 @@ pub(crate) fn volume_tree(backup: &str, volume: &str) -> String {
     format!("{BACKUPS}/{backup}/volumes/{volume}")
 }
 
-/// `chunks/<first two hex digits>/<64 hex digits>`.
+/// `chunks/<first two hex digits>/<64 hex digits>`: a chunk's object in a version-1 repository,
+/// and in every version the name its sealed bytes are bound to (inside a pack too).
 pub(crate) fn chunk(id_hex: &str) -> String {
     format!("{CHUNKS}/{}/{id_hex}", &id_hex[..2.min(id_hex.len())])
+}
+
+/// `packs/<first two hex digits>/<32 hex digits>`.
+pub(crate) fn pack(id_hex: &str) -> String {
+    format!("{PACKS}/{}/{id_hex}", &id_hex[..2.min(id_hex.len())])
+}
+
+/// `index/<32 hex digits>`.
+pub(crate) fn index(id_hex: &str) -> String {
+    format!("{INDEX}/{id_hex}")
 }
 
 /// `backups/<id>`: the folder of everything of one backup.

@@ -30,6 +30,10 @@ pub(crate) enum Kind {
     ResourceFrame = 4,
     /// The index of a resource pack.
     ResourceIndex = 5,
+    /// The header at the end of a pack file: the chunks it holds.
+    PackHeader = 6,
+    /// An object of the chunk index: packs and the chunks in each.
+    ChunkIndex = 7,
 }
 
 /// How the body was stored inside the seal.

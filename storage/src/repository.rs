@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -20,8 +21,12 @@ use crate::location::Location;
 use crate::names;
 use crate::object::{self, Kind};
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The repository format version this build writes. Version 2 stores chunks in packs with an
+/// index; version 1 stored each chunk as an object of its own, and is still read (its config is
+/// raised to 2 by the first backup that writes packs into it).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The name of the config object, at the location's prefix.
 pub(crate) const CONFIG_OBJECT: &str = "stowage.repo";
 /// Bytes of the Argon2id salt.
@@ -56,6 +61,8 @@ pub struct Repository {
     key: MasterKey,
     id: String,
     description: String,
+    /// The format version of its config, raised to [`FORMAT_VERSION`] by the first backup.
+    version: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -135,6 +142,7 @@ impl Repository {
             key,
             id,
             description,
+            version: Arc::new(AtomicU32::new(FORMAT_VERSION)),
         })
     }
 
@@ -173,7 +181,7 @@ impl Repository {
         if config.format != "stowage-repository" {
             return Err(corrupt(format!("unknown format `{}`", config.format)));
         }
-        if config.version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&config.version) {
             return Err(Error::UnsupportedVersion {
                 found: config.version,
                 supported: FORMAT_VERSION,
@@ -198,7 +206,37 @@ impl Repository {
             key,
             id: config.id,
             description,
+            version: Arc::new(AtomicU32::new(config.version)),
         })
+    }
+
+    /// Raises the config of an older-format repository to [`FORMAT_VERSION`] (the only change
+    /// is the version: keys and salt stay), before a backup writes what older readers cannot
+    /// read. A no-op on a current repository.
+    pub(crate) async fn raise_format_version(&self) -> Result<()> {
+        if self.version.load(Ordering::Acquire) >= FORMAT_VERSION {
+            return Ok(());
+        }
+        let bytes = self.get_raw(CONFIG_OBJECT).await?;
+        let mut config: RepoConfig =
+            serde_json::from_slice(&bytes).map_err(|err| Error::Corrupt {
+                object: CONFIG_OBJECT.into(),
+                what: format!("not a repository config: {err}"),
+            })?;
+        if config.version < FORMAT_VERSION {
+            config.version = FORMAT_VERSION;
+            let body = serde_json::to_vec_pretty(&config).map_err(|err| Error::Corrupt {
+                object: CONFIG_OBJECT.into(),
+                what: format!("cannot encode: {err}"),
+            })?;
+            self.put_raw(CONFIG_OBJECT, Bytes::from(body)).await?;
+            tracing::info!(
+                version = FORMAT_VERSION,
+                "raised the repository's format version"
+            );
+        }
+        self.version.store(FORMAT_VERSION, Ordering::Release);
+        Ok(())
     }
 
     /// The repository's random id.

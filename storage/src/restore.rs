@@ -17,6 +17,7 @@ use tracing::instrument;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
+use crate::packs::ChunkIndex;
 use crate::repository::Repository;
 use crate::tree::{Entry, EntryKind, Tree};
 
@@ -95,10 +96,13 @@ impl Repository {
                 picked
             }
         };
+        let index = self.chunk_index().await?;
         std::fs::create_dir_all(target).map_err(io("cannot create", target))?;
         let staging = target.join(format!(".stowage-restore-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir(&staging).map_err(io("cannot create", &staging))?;
-        let result = self.restore_into(&entries, &staging, concurrency).await;
+        let result = self
+            .restore_into(&index, &entries, &staging, concurrency)
+            .await;
         let result = match result {
             Ok(summary) => move_into_place(&staging, target).map(|()| summary),
             Err(err) => Err(err),
@@ -111,6 +115,7 @@ impl Repository {
 
     async fn restore_into(
         &self,
+        stored: &ChunkIndex,
         entries: &[Entry],
         root: &Path,
         concurrency: usize,
@@ -146,7 +151,7 @@ impl Repository {
         });
         let mut fetched = futures::stream::iter(jobs)
             .map(|(index, path, chunk)| async move {
-                let data = self.read_chunk(&chunk.id, path).await?;
+                let data = self.read_chunk(stored, &chunk.id, path).await?;
                 if data.len() != chunk.len as usize {
                     return Err(Error::Corrupt {
                         object: names::chunk(&chunk.id),
@@ -227,10 +232,15 @@ impl Repository {
         Ok(summary)
     }
 
-    /// Reads a chunk, opens it and checks its id; `file` names where it is used, for errors.
-    pub(crate) async fn read_chunk(&self, id: &str, file: &str) -> Result<Vec<u8>> {
-        let name = names::chunk(id);
-        let bytes = match self.get_raw(&name).await {
+    /// Reads a chunk (from its pack, or its own object in a version-1 repository), opens it
+    /// and checks its id; `file` names where it is used, for errors.
+    pub(crate) async fn read_chunk(
+        &self,
+        index: &ChunkIndex,
+        id: &str,
+        file: &str,
+    ) -> Result<Vec<u8>> {
+        let (bytes, place) = match self.read_sealed_chunk(index, id).await {
             Err(Error::Missing { object }) => {
                 return Err(Error::Missing {
                     object: format!("{object} (of file {file})"),
@@ -242,9 +252,10 @@ impl Repository {
         let id = id.to_string();
         let file = file.to_string();
         tokio::task::spawn_blocking(move || {
+            let name = names::chunk(&id);
             let data = object::open(&key, Kind::Chunk, &name, &bytes).map_err(|err| match err {
-                Error::Corrupt { object, what } => Error::Corrupt {
-                    object: format!("{object} (of file {file})"),
+                Error::Corrupt { what, .. } => Error::Corrupt {
+                    object: format!("{place} (of file {file})"),
                     what,
                 },
                 other => other,
@@ -252,7 +263,7 @@ impl Repository {
             let actual = key.chunk_id(&data).to_hex().to_string();
             if actual != id {
                 return Err(Error::Corrupt {
-                    object: format!("{name} (of file {file})"),
+                    object: format!("{place} (of file {file})"),
                     what: format!("its content hashes to {actual}"),
                 });
             }

@@ -34,6 +34,8 @@ impl Repository {
     #[instrument(skip(self), fields(location = %self.description()))]
     pub async fn verify(&self, backup: &str, concurrency: usize) -> Result<VerifyReport> {
         let manifest = self.manifest(backup).await?;
+        let index = self.chunk_index().await?;
+        let index = &index;
         let mut report = VerifyReport::default();
         let mut seen = HashSet::new();
         let mut jobs = Vec::new();
@@ -56,7 +58,7 @@ impl Repository {
             }
         }
         let mut checks = futures::stream::iter(jobs)
-            .map(|(id, file)| async move { self.read_chunk(&id, &file).await })
+            .map(|(id, file)| async move { self.read_chunk(index, &id, &file).await })
             .buffer_unordered(concurrency.max(1));
         while let Some(result) = checks.next().await {
             match result {

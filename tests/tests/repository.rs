@@ -387,7 +387,7 @@ async fn nothing_stored_is_readable_without_the_passphrase() {
 }
 
 #[tokio::test]
-async fn verify_names_a_flipped_byte_and_a_missing_chunk_and_restore_writes_nothing() {
+async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restore_writes_nothing() {
     let source = tempfile::tempdir().unwrap();
     make_tree(source.path());
     for backend in backends("verify").await {
@@ -421,59 +421,81 @@ async fn verify_names_a_flipped_byte_and_a_missing_chunk_and_restore_writes_noth
                 .unwrap()
         };
         let flipped = chunk_of("etc/conf.d/app.conf");
-        let missing = chunk_of("data/sparse.img");
-        let flipped_path = ObjectPath::from(format!("chunks/{}/{flipped}", &flipped[..2]));
-        let mut bytes = store
-            .get(&flipped_path)
+        let (pack, range) = repo.locate_chunk(&flipped).await.unwrap().unwrap();
+        assert!(pack.starts_with("packs/"), "{name}: {pack}");
+        let pack_path = ObjectPath::from(pack.as_str());
+        let original = store
+            .get(&pack_path)
             .await
             .unwrap()
             .bytes()
             .await
             .unwrap()
             .to_vec();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x01;
+        let mut bytes = original.clone();
+        bytes[((range.start + range.end) / 2) as usize] ^= 0x01;
         store
-            .put(&flipped_path, PutPayload::from(bytes))
-            .await
-            .unwrap();
-        store
-            .delete(&ObjectPath::from(format!(
-                "chunks/{}/{missing}",
-                &missing[..2]
-            )))
+            .put(&pack_path, PutPayload::from(bytes))
             .await
             .unwrap();
 
+        // A flipped byte: the one chunk it is in is named, with its pack and its file.
         let report = repo.verify("b1", 4).await.unwrap();
         let text = report.problems.join("\n");
-        assert_eq!(report.problems.len(), 2, "{name}: {text}");
+        assert_eq!(report.problems.len(), 1, "{name}: {text}");
         assert!(
-            text.contains(&flipped) && text.contains("v/etc/conf.d/app.conf"),
+            text.contains(&flipped)
+                && text.contains(&pack)
+                && text.contains("v/etc/conf.d/app.conf"),
+            "{name}: {text}"
+        );
+        assert_restore_fails_writing_nothing(&repo, &flipped, name).await;
+
+        // The pack gone: every chunk it held is missing, each named with its file.
+        store.delete(&pack_path).await.unwrap();
+        let missing = chunk_of("data/sparse.img");
+        let report = repo.verify("b1", 4).await.unwrap();
+        let text = report.problems.join("\n");
+        assert!(report.problems.len() >= 2, "{name}: {text}");
+        assert!(
+            report
+                .problems
+                .iter()
+                .all(|problem| problem.contains("missing")),
             "{name}: {text}"
         );
         assert!(
             text.contains(&missing)
-                && text.contains("missing")
-                && text.contains("v/data/sparse.img"),
+                && text.contains("v/data/sparse.img")
+                && text.contains(&flipped),
             "{name}: {text}"
         );
+        assert_restore_fails_writing_nothing(&repo, "missing", name).await;
 
-        let target = tempfile::tempdir().unwrap();
-        let err = repo
-            .restore("b1", "v", target.path(), None, 4)
+        // Put back as it was, the backup is whole again.
+        store
+            .put(&pack_path, PutPayload::from(original))
             .await
-            .unwrap_err();
-        assert!(
-            err.to_string().contains(&flipped) || err.to_string().contains(&missing),
-            "{name}: {err}"
-        );
-        let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
-        assert!(
-            left.is_empty(),
-            "{name}: a damaged backup was half-restored: {left:?}"
-        );
+            .unwrap();
+        let report = repo.verify("b1", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
     }
+}
+
+/// Restoring volume `v` of backup `b1` fails with an error that says `expected`, and leaves
+/// the target empty.
+async fn assert_restore_fails_writing_nothing(repo: &Repository, expected: &str, name: &str) {
+    let target = tempfile::tempdir().unwrap();
+    let err = repo
+        .restore("b1", "v", target.path(), None, 4)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(expected), "{name}: {err}");
+    let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "{name}: a damaged backup was half-restored: {left:?}"
+    );
 }
 
 #[tokio::test]
@@ -646,22 +668,30 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
-    // 1,100 small files of distinct content: 1,100 chunks, more than a repository lists in one
-    // go, so the second backup learns them from the shard folders listed apart. On the local
-    // folder and s3s (moto and Azurite, slower, would hold up the tests running beside it).
-    const FILES: usize = 1100;
+async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next_backup_sends_again()
+ {
+    // 1,100 small files and 20 MiB of incompressible content: more chunks than a store lists
+    // in one page, in more than one pack. On the local folder and s3s (moto and Azurite,
+    // slower, would hold up the tests running beside them).
+    const SMALL: usize = 1100;
     let source = tempfile::tempdir().unwrap();
-    for n in 0..FILES {
+    for n in 0..SMALL {
         let folder = source.path().join(format!("d{:02}", n / 100));
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join(format!("f{n}")), noise(2048, n as u64 + 10)).unwrap();
+    }
+    for n in 0..20 {
+        std::fs::write(
+            source.path().join(format!("big{n}")),
+            noise(1024 * 1024, n + 5000),
+        )
+        .unwrap();
     }
     let volumes = [VolumeSource {
         name: "many".into(),
         path: source.path().to_path_buf(),
     }];
-    for backend in backends("many-chunks")
+    for backend in backends("packs")
         .await
         .into_iter()
         .filter(|backend| matches!(backend.name, "local" | "s3s"))
@@ -674,7 +704,38 @@ async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
             .backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {})
             .await
             .unwrap();
-        assert_eq!(first.progress.chunks_uploaded, FILES as u64, "{name}");
+        let ids: Vec<String> = repo
+            .volume_tree("b1", "many")
+            .await
+            .unwrap()
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.kind {
+                stowage_storage::EntryKind::File { chunks, .. } => {
+                    chunks.iter().map(|chunk| chunk.id.clone()).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(ids.len() > SMALL, "{name}: {} chunks", ids.len());
+        assert_eq!(first.progress.chunks_uploaded, ids.len() as u64, "{name}");
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let places = repo.locate_chunks(&id_refs).await.unwrap();
+        let mut per_pack: std::collections::BTreeMap<String, u64> = Default::default();
+        for place in &places {
+            let (object, _) = place.clone().unwrap();
+            assert!(object.starts_with("packs/"), "{name}: {object}");
+            *per_pack.entry(object).or_default() += 1;
+        }
+        let store = backend.location.open().unwrap();
+        let listed: Vec<_> = store
+            .list(Some(&ObjectPath::from("packs")))
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), per_pack.len(), "{name}: {per_pack:?}");
+        assert!(per_pack.len() >= 2, "{name}: {per_pack:?}");
+
         let second = repo
             .backup("b2", "test", &volumes, &BackupOptions::default(), &|_| {})
             .await
@@ -684,35 +745,21 @@ async fn a_repository_of_more_chunks_than_one_listing_page_is_known_whole() {
                 second.progress.chunks_uploaded,
                 second.progress.chunks_reused
             ),
-            (0, FILES as u64),
-            "{name}: every stored chunk was listed"
+            (0, ids.len() as u64),
+            "{name}: every stored chunk was known from the index"
         );
-        // One chunk gone: the listing misses exactly it, and the next backup sends it again.
-        let victim = repo
-            .volume_tree("b1", "many")
-            .await
-            .unwrap()
-            .entries
-            .iter()
-            .find_map(|entry| match &entry.kind {
-                stowage_storage::EntryKind::File { chunks, .. } => {
-                    chunks.first().map(|chunk| chunk.id.clone())
-                }
-                _ => None,
-            });
-        let victim = victim.unwrap();
-        let store = backend.location.open().unwrap();
+        // One pack gone: exactly its chunks are missing, and the next backup sends them again.
+        let (lost, lost_chunks) = per_pack.iter().next().unwrap();
         store
-            .delete(&ObjectPath::from(format!(
-                "chunks/{}/{victim}",
-                &victim[..2]
-            )))
+            .delete(&ObjectPath::from(lost.as_str()))
             .await
             .unwrap();
         let third = repo
             .backup("b3", "test", &volumes, &BackupOptions::default(), &|_| {})
             .await
             .unwrap();
-        assert_eq!(third.progress.chunks_uploaded, 1, "{name}");
+        assert_eq!(third.progress.chunks_uploaded, *lost_chunks, "{name}");
+        let report = repo.verify("b3", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
     }
 }

@@ -145,13 +145,13 @@ async fn finalize_names_a_missing_chunk_and_writes_no_manifest() {
             .await
             .unwrap();
         let store = backend.location.open().unwrap();
-        let chunk_prefix = ObjectPath::from("chunks");
-        let chunk = futures::TryStreamExt::try_collect::<Vec<_>>(store.list(Some(&chunk_prefix)))
-            .await
-            .unwrap()
-            .remove(0)
-            .location;
-        store.delete(&chunk).await.unwrap();
+        // The file's one pack gone (1.5 MB is far below a pack's size).
+        let packs: Vec<_> =
+            futures::TryStreamExt::try_collect(store.list(Some(&ObjectPath::from("packs"))))
+                .await
+                .unwrap();
+        assert_eq!(packs.len(), 1, "{name}: {packs:?}");
+        store.delete(&packs[0].location).await.unwrap();
         let err = repo
             .finalize_backup("b1", "x", BTreeMap::new())
             .await
@@ -159,7 +159,7 @@ async fn finalize_names_a_missing_chunk_and_writes_no_manifest() {
         let text = err.to_string();
         assert!(
             matches!(err, Error::Damaged { .. })
-                && text.contains(chunk.filename().unwrap())
+                && text.contains("missing chunk")
                 && text.contains("v/a.bin"),
             "{name}: {text}"
         );
@@ -328,28 +328,29 @@ async fn garbage_collection_keeps_a_staged_backup_in_grace_and_removes_an_abando
             })
             .collect()
     };
-    let chunks = objects("chunks");
-    assert!(!chunks.is_empty());
-    // The chunks are older than the grace window; the staged tree is not.
-    for chunk in &chunks {
-        age(&repo_root, chunk, Duration::from_secs(7200));
+    let packs = objects("packs");
+    assert!(!packs.is_empty());
+    // The packs are older than the grace window; the staged tree is not.
+    for pack in &packs {
+        age(&repo_root, pack, Duration::from_secs(7200));
     }
     let grace = Duration::from_secs(3600);
     let report = repo.collect_garbage(grace).await.unwrap();
     assert_eq!((report.staged, report.deleted), (1, 0), "{report:?}");
-    assert_eq!(objects("chunks"), chunks);
+    assert_eq!(objects("packs"), packs);
 
     // Untouched for longer than the grace window: abandoned, removed with its chunks.
     for object in objects("backups") {
         age(&repo_root, &object, Duration::from_secs(7200));
     }
     let report = repo.collect_garbage(grace).await.unwrap();
-    assert_eq!(report.deleted, chunks.len() as u64, "{report:?}");
+    assert_eq!(report.packs_deleted, packs.len() as u64, "{report:?}");
+    assert!(report.deleted >= report.packs_deleted, "{report:?}");
     assert_eq!(
         report.abandoned_objects, 3,
         "tree, frame, index: {report:?}"
     );
-    assert!(objects("chunks").is_empty() && objects("backups").is_empty());
+    assert!(objects("packs").is_empty() && objects("backups").is_empty());
     let err = repo
         .finalize_backup("staged", "late", BTreeMap::new())
         .await

@@ -159,7 +159,7 @@ async fn with_the_store_down_a_backup_fails_clearly_and_a_resume_finishes_it() {
                 action: "write",
                 ..
             }
-        ) && text.contains("chunks/"),
+        ) && (text.contains("packs/") || text.contains("index/")),
         "the error names the write that failed: {text}"
     );
     let checkpoint = saved.lock().unwrap().clone().unwrap();

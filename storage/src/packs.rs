@@ -1,0 +1,420 @@
+//! Pack files and the chunk index. A backup does not store each chunk as an object of its own:
+//! it appends the sealed chunks to a pack (about [`PACK_TARGET`] bytes), uploads the pack as
+//! `packs/<xx>/<id>` and records in an index object (`index/<id>`) where each chunk lies. A
+//! pack ends with a sealed header naming its chunks, so the index can be rebuilt from the packs.
+//!
+//! The [`ChunkIndex`] a reader loads is every index object, checked against one listing of
+//! `packs/`: a chunk counts as stored only when its pack is listed with the size the index
+//! records, so a pack lost or cut short makes its chunks missing (and a backup sends them
+//! again), never silently present. Chunks of version-1 repositories, one object each under
+//! `chunks/`, are listed too and read as they are.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::error::{Error, Result};
+use crate::names;
+use crate::object::{self, Kind};
+use crate::repository::Repository;
+
+/// A pack is closed and uploaded once it holds this many bytes.
+pub(crate) const PACK_TARGET: usize = 16 * 1024 * 1024;
+/// Index objects read at once.
+const INDEX_READS_AT_ONCE: usize = 16;
+/// Bytes of the trailer that ends a pack: the sealed header's length, little-endian.
+const TRAILER_LEN: usize = 4;
+
+/// Where one chunk lies in its pack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PackedChunk {
+    /// The chunk's id (keyed BLAKE3 of its content, hex).
+    pub(crate) id: String,
+    /// Offset of its sealed bytes in the pack.
+    pub(crate) offset: u64,
+    /// Length of its sealed bytes.
+    pub(crate) length: u64,
+}
+
+/// A pack as the index records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IndexedPack {
+    /// The pack's id (random, 32 hex digits).
+    pub(crate) id: String,
+    /// Its size in the store, trailer included.
+    pub(crate) size: u64,
+    /// The chunks in it, in the order they were written.
+    pub(crate) chunks: Vec<PackedChunk>,
+}
+
+/// The body of an index object.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct IndexBody {
+    pub(crate) packs: Vec<IndexedPack>,
+}
+
+/// The body of a pack's header.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PackHeader {
+    chunks: Vec<PackedChunk>,
+}
+
+/// Where a stored chunk can be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChunkPlace {
+    /// In a pack, at a range.
+    Packed {
+        pack: Arc<str>,
+        offset: u64,
+        length: u64,
+    },
+    /// An object of its own (version 1).
+    Loose,
+}
+
+/// Every chunk the repository holds, and where.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkIndex {
+    places: HashMap<String, ChunkPlace>,
+    /// The index objects read, by name, with what they hold (for garbage collection).
+    pub(crate) objects: Vec<(String, IndexBody)>,
+    /// Every pack listed, by id: its size and age.
+    pub(crate) listed_packs: HashMap<String, object_store::ObjectMeta>,
+}
+
+impl ChunkIndex {
+    /// Where chunk `id` is, if stored.
+    pub(crate) fn place(&self, id: &str) -> Option<&ChunkPlace> {
+        self.places.get(id)
+    }
+
+    /// The ids of every stored chunk.
+    pub(crate) fn ids(&self) -> HashSet<String> {
+        self.places.keys().cloned().collect()
+    }
+}
+
+/// A pack being filled: the sealed chunks, kept as they were sealed (uploaded without copying).
+#[derive(Debug, Default)]
+pub(crate) struct OpenPack {
+    parts: Vec<Bytes>,
+    chunks: Vec<PackedChunk>,
+    bytes: u64,
+}
+
+impl OpenPack {
+    /// Appends a sealed chunk.
+    pub(crate) fn push(&mut self, id: String, sealed: Bytes) {
+        let length = sealed.len() as u64;
+        self.chunks.push(PackedChunk {
+            id,
+            offset: self.bytes,
+            length,
+        });
+        self.bytes += length;
+        self.parts.push(sealed);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes of sealed chunks in it.
+    pub(crate) fn len(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// The packs of one backup run: the one being filled, and those uploaded but not yet in an
+/// index object. Shared by the uploads in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Packer {
+    open: Mutex<OpenPack>,
+    uploaded: Mutex<Vec<IndexedPack>>,
+}
+
+impl Packer {
+    /// Adds a sealed chunk to the open pack; when that makes it full, takes it (for the caller
+    /// to upload) and opens a new one.
+    pub(crate) fn add(&self, id: String, sealed: Bytes) -> Option<OpenPack> {
+        // The lock is held for a push and a comparison, which do not panic.
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.push(id, sealed);
+        (open.bytes >= PACK_TARGET as u64).then(|| std::mem::take(&mut *open))
+    }
+
+    fn take_open(&self) -> OpenPack {
+        std::mem::take(&mut *self.open.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn uploaded(&self, pack: IndexedPack) {
+        self.uploaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(pack);
+    }
+
+    fn take_uploaded(&self) -> Vec<IndexedPack> {
+        std::mem::take(&mut *self.uploaded.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Repository {
+    /// Loads the chunk index: every index object, one listing of `packs/` and one of the
+    /// version-1 `chunks/`.
+    pub(crate) async fn chunk_index(&self) -> Result<ChunkIndex> {
+        let (objects, packs, loose) = futures::try_join!(
+            self.index_objects(),
+            self.list(names::PACKS),
+            self.stored_chunks()
+        )?;
+        let mut index = ChunkIndex {
+            listed_packs: packs
+                .into_iter()
+                .filter_map(|meta| Some((meta.location.filename()?.to_string(), meta)))
+                .collect(),
+            ..ChunkIndex::default()
+        };
+        index
+            .places
+            .extend(loose.into_iter().map(|id| (id, ChunkPlace::Loose)));
+        for (_, body) in &objects {
+            for pack in &body.packs {
+                let present = index
+                    .listed_packs
+                    .get(&pack.id)
+                    .is_some_and(|meta| meta.size == pack.size);
+                if !present {
+                    continue;
+                }
+                let name: Arc<str> = Arc::from(pack.id.as_str());
+                for chunk in &pack.chunks {
+                    index.places.insert(
+                        chunk.id.clone(),
+                        ChunkPlace::Packed {
+                            pack: name.clone(),
+                            offset: chunk.offset,
+                            length: chunk.length,
+                        },
+                    );
+                }
+            }
+        }
+        index.objects = objects;
+        info!(
+            chunks = index.places.len(),
+            packs = index.listed_packs.len(),
+            "loaded the chunk index"
+        );
+        Ok(index)
+    }
+
+    /// Every index object, read and opened, by name.
+    async fn index_objects(&self) -> Result<Vec<(String, IndexBody)>> {
+        let listed = self.list(names::INDEX).await?;
+        futures::stream::iter(listed)
+            .map(|meta| async move {
+                let name = meta.location.to_string();
+                let body = self.get_object(Kind::ChunkIndex, &name).await?;
+                let index: IndexBody =
+                    serde_json::from_slice(&body).map_err(|err| Error::Corrupt {
+                        object: name.clone(),
+                        what: format!("not a chunk index: {err}"),
+                    })?;
+                Ok::<_, Error>((name, index))
+            })
+            .buffer_unordered(INDEX_READS_AT_ONCE)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Writes an index object recording `packs`; nothing when there are none.
+    pub(crate) async fn write_index(&self, packs: Vec<IndexedPack>) -> Result<Option<String>> {
+        if packs.is_empty() {
+            return Ok(None);
+        }
+        let name = names::index(&uuid::Uuid::new_v4().simple().to_string());
+        let body = serde_json::to_vec(&IndexBody { packs }).map_err(|err| Error::Corrupt {
+            object: name.clone(),
+            what: format!("cannot encode: {err}"),
+        })?;
+        self.put_object(Kind::ChunkIndex, &name, &body).await?;
+        Ok(Some(name))
+    }
+
+    /// Seals the pack's header, uploads the pack and returns what the index records of it.
+    pub(crate) async fn upload_pack(&self, pack: OpenPack) -> Result<IndexedPack> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = names::pack(&id);
+        let header = serde_json::to_vec(&PackHeader {
+            chunks: pack.chunks.clone(),
+        })
+        .map_err(|err| Error::Corrupt {
+            object: name.clone(),
+            what: format!("cannot encode its header: {err}"),
+        })?;
+        let sealed_header = object::seal(self.key(), Kind::PackHeader, &name, &header)?;
+        let header_len = u32::try_from(sealed_header.len()).map_err(|_| Error::Corrupt {
+            object: name.clone(),
+            what: "its header is larger than 4 GiB".into(),
+        })?;
+        let size = pack.bytes + sealed_header.len() as u64 + TRAILER_LEN as u64;
+        let mut parts = pack.parts;
+        parts.push(Bytes::from(sealed_header));
+        parts.push(Bytes::copy_from_slice(&header_len.to_le_bytes()));
+        self.store()
+            .put(&Path::from(name.as_str()), PutPayload::from_iter(parts))
+            .await
+            .map_err(|source| Error::Store {
+                action: "write",
+                object: name.clone(),
+                source,
+            })?;
+        Ok(IndexedPack {
+            id,
+            size,
+            chunks: pack.chunks,
+        })
+    }
+
+    /// Adds a sealed chunk to the run's packs, uploading the open pack when it is full.
+    pub(crate) async fn pack_chunk(
+        &self,
+        packer: &Packer,
+        id: String,
+        sealed: Bytes,
+    ) -> Result<()> {
+        if let Some(full) = packer.add(id, sealed) {
+            let uploaded = self.upload_pack(full).await?;
+            packer.uploaded(uploaded);
+        }
+        Ok(())
+    }
+
+    /// Uploads the open pack, if any, and records every pack uploaded so far in a new index
+    /// object: after it, each chunk given to the packer before is stored and indexed (or
+    /// still in an upload in flight, indexed by a later flush).
+    pub(crate) async fn flush_packs(&self, packer: &Packer) -> Result<()> {
+        let open = packer.take_open();
+        if !open.is_empty() {
+            let uploaded = self.upload_pack(open).await?;
+            packer.uploaded(uploaded);
+        }
+        self.write_index(packer.take_uploaded()).await?;
+        Ok(())
+    }
+
+    /// Where chunk `id` is stored: the object that holds it and the range of its sealed bytes
+    /// in that object; `None` when the repository does not hold it.
+    pub async fn locate_chunk(&self, id: &str) -> Result<Option<(String, Range<u64>)>> {
+        Ok(self.locate_chunks(&[id]).await?.pop().flatten())
+    }
+
+    /// [`Repository::locate_chunk`] for several chunks, loading the index once: for
+    /// diagnostics and tests.
+    pub async fn locate_chunks(&self, ids: &[&str]) -> Result<Vec<Option<(String, Range<u64>)>>> {
+        let index = self.chunk_index().await?;
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.push(match index.place(id) {
+                Some(ChunkPlace::Packed {
+                    pack,
+                    offset,
+                    length,
+                }) => Some((names::pack(pack), *offset..offset + length)),
+                Some(ChunkPlace::Loose) => {
+                    let name = names::chunk(id);
+                    let size = self
+                        .store()
+                        .head(&Path::from(name.as_str()))
+                        .await
+                        .map_err(|source| Error::Store {
+                            action: "read",
+                            object: name.clone(),
+                            source,
+                        })?
+                        .size;
+                    Some((name, 0..size))
+                }
+                None => None,
+            });
+        }
+        Ok(found)
+    }
+
+    /// Reads a pack's header: the chunks it holds.
+    pub(crate) async fn pack_header(&self, id: &str, size: u64) -> Result<Vec<PackedChunk>> {
+        let name = names::pack(id);
+        let corrupt = |what: String| Error::Corrupt {
+            object: name.clone(),
+            what,
+        };
+        if size < TRAILER_LEN as u64 {
+            return Err(corrupt(format!("{size} bytes is too short for a pack")));
+        }
+        let trailer = self
+            .get_range_raw(&name, size - TRAILER_LEN as u64..size)
+            .await?;
+        let mut length = [0u8; TRAILER_LEN];
+        length.copy_from_slice(&trailer);
+        let length = u64::from(u32::from_le_bytes(length));
+        let start = (size - TRAILER_LEN as u64)
+            .checked_sub(length)
+            .ok_or_else(|| corrupt(format!("its trailer claims a header of {length} bytes")))?;
+        let sealed = self
+            .get_range_raw(&name, start..size - TRAILER_LEN as u64)
+            .await?;
+        let body = object::open(self.key(), Kind::PackHeader, &name, &sealed)?;
+        let header: PackHeader = serde_json::from_slice(&body)
+            .map_err(|err| corrupt(format!("not a pack header: {err}")))?;
+        Ok(header.chunks)
+    }
+
+    /// Reads bytes `range` of object `name` as stored; a missing object is
+    /// [`Error::Missing`].
+    pub(crate) async fn get_range_raw(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        match self.store().get_range(&Path::from(name), range).await {
+            Ok(bytes) => Ok(bytes),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::Missing {
+                object: name.into(),
+            }),
+            Err(source) => Err(Error::Store {
+                action: "read",
+                object: name.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads the sealed bytes of a stored chunk, wherever it is; the name they are bound to
+    /// and a description of where they were read, for errors.
+    pub(crate) async fn read_sealed_chunk(
+        &self,
+        index: &ChunkIndex,
+        id: &str,
+    ) -> Result<(Bytes, String)> {
+        let name = names::chunk(id);
+        match index.place(id) {
+            Some(ChunkPlace::Packed {
+                pack,
+                offset,
+                length,
+            }) => {
+                let pack = names::pack(pack);
+                let bytes = self.get_range_raw(&pack, *offset..offset + length).await?;
+                Ok((bytes, format!("{name} in {pack}")))
+            }
+            Some(ChunkPlace::Loose) => Ok((self.get_raw(&name).await?, name)),
+            None => Err(Error::Missing { object: name }),
+        }
+    }
+}
