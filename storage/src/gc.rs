@@ -62,8 +62,7 @@ pub struct GcReport {
     pub referenced: u64,
     /// Unreferenced chunks deleted.
     pub deleted: u64,
-    /// Bytes freed: of the chunks deleted as stored (compressed and sealed), and of the packs
-    /// they were in.
+    /// Bytes of the chunks deleted, as stored (compressed and sealed).
     pub deleted_bytes: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
@@ -425,7 +424,7 @@ impl Repository {
                 survivors.push(pack);
             } else if used.is_empty() {
                 report.deleted += unused;
-                report.deleted_bytes += meta.size;
+                report.deleted_bytes += stored;
                 report.packs_deleted += 1;
                 doomed.push(names::pack(id));
                 rewrite = true;
@@ -441,7 +440,7 @@ impl Repository {
                     }
                 }
                 report.deleted += unused;
-                report.deleted_bytes += meta.size - used_bytes;
+                report.deleted_bytes += stored - used_bytes;
                 report.packs_repacked += 1;
                 doomed.push(name);
                 rewrite = true;

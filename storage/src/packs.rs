@@ -9,7 +9,7 @@
 //! again), never silently present. Chunks of version-1 repositories, one object each under
 //! `chunks/`, are listed too and read as they are.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -351,6 +351,22 @@ impl Repository {
         Ok(found)
     }
 
+    /// Every chunk the repository holds, with the bytes it takes as stored (sealed): for
+    /// diagnostics and tests.
+    pub async fn stored_chunk_sizes(&self) -> Result<BTreeMap<String, u64>> {
+        let index = self.chunk_index().await?;
+        let ids: Vec<&str> = index.places.keys().map(String::as_str).collect();
+        Ok(self
+            .locate_chunks(&ids)
+            .await?
+            .into_iter()
+            .zip(&ids)
+            .filter_map(|(place, id)| {
+                place.map(|(_, range)| (id.to_string(), range.end - range.start))
+            })
+            .collect())
+    }
+
     /// Reads a pack's header: the chunks it holds.
     pub(crate) async fn pack_header(&self, id: &str, size: u64) -> Result<Vec<PackedChunk>> {
         let name = names::pack(id);
@@ -416,5 +432,105 @@ impl Repository {
             Some(ChunkPlace::Loose) => Ok((self.get_raw(&name).await?, name)),
             None => Err(Error::Missing { object: name }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::backup::{BackupOptions, VolumeSource};
+    use crate::crypto::KdfParams;
+    use crate::location::{Location, LocationKind};
+    use crate::repository::{CONFIG_OBJECT, FORMAT_VERSION};
+
+    const KDF: KdfParams = KdfParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn config_version(root: &std::path::Path) -> u64 {
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(root.join("r").join(CONFIG_OBJECT)).unwrap())
+                .unwrap();
+        config["version"].as_u64().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_version_1_repository_is_read_its_chunks_are_reused_and_its_version_raised() {
+        let root = tempfile::tempdir().unwrap();
+        let location = Location {
+            kind: LocationKind::Local {
+                root: root.path().to_path_buf(),
+            },
+            prefix: "r".into(),
+        };
+        Repository::init(&location, "pass", KDF).await.unwrap();
+        // Made a version-1 repository: the config says 1, and a chunk is an object of its own.
+        let config_path = root.path().join("r").join(CONFIG_OBJECT);
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        config["version"] = 1.into();
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let repo = Repository::open(&location, "pass").await.unwrap();
+        let content = b"written by a version-1 backup".repeat(100);
+        let id = repo.key().chunk_id(&content).to_hex().to_string();
+        repo.put_object(Kind::Chunk, &names::chunk(&id), &content)
+            .await
+            .unwrap();
+
+        let index = repo.chunk_index().await.unwrap();
+        assert_eq!(index.place(&id), Some(&ChunkPlace::Loose));
+        assert_eq!(repo.read_chunk(&index, &id, "f").await.unwrap(), content);
+        let (object, range) = repo.locate_chunk(&id).await.unwrap().unwrap();
+        assert_eq!(object, names::chunk(&id));
+        let stored = std::fs::metadata(root.path().join("r").join(&object)).unwrap();
+        assert_eq!(range, 0..stored.len());
+
+        // A backup of the same content reuses the loose chunk and raises the version first.
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(source.path().join("f"), &content).unwrap();
+        std::fs::write(source.path().join("g"), b"new content").unwrap();
+        let summary = repo
+            .backup(
+                "b1",
+                "test",
+                &[VolumeSource {
+                    name: "v".into(),
+                    path: source.path().to_path_buf(),
+                }],
+                &BackupOptions::default(),
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                summary.progress.chunks_reused,
+                summary.progress.chunks_uploaded
+            ),
+            (1, 1)
+        );
+        assert_eq!(config_version(root.path()), u64::from(FORMAT_VERSION));
+        assert!(repo.verify("b1", 2).await.unwrap().is_ok());
+        let target = tempfile::tempdir().unwrap();
+        repo.restore("b1", "v", target.path(), None, 2)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(target.path().join("f")).unwrap(), content);
+        assert_eq!(
+            std::fs::read(target.path().join("g")).unwrap(),
+            b"new content"
+        );
+
+        // A version this build does not know is refused by name.
+        config["version"] = 9.into();
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let err = Repository::open(&location, "pass").await.unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedVersion { found: 9, .. }),
+            "{err}"
+        );
     }
 }

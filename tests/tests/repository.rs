@@ -668,6 +668,109 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_rewrites_a_mostly_unreferenced_pack_and_reindexes_one_whose_index_is_lost()
+ {
+    let kept = tempfile::tempdir().unwrap();
+    std::fs::write(kept.path().join("kept.bin"), noise(1024 * 1024, 21)).unwrap();
+    let both = tempfile::tempdir().unwrap();
+    std::fs::write(both.path().join("kept.bin"), noise(1024 * 1024, 21)).unwrap();
+    std::fs::write(both.path().join("gone.bin"), noise(3 * 1024 * 1024, 22)).unwrap();
+    let volume = |path: &Path| {
+        [VolumeSource {
+            name: "v".into(),
+            path: path.to_path_buf(),
+        }]
+    };
+    let options = BackupOptions::default();
+    for backend in backends("repack").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let store = backend.location.open().unwrap();
+        let listed = |folder: &'static str| {
+            let store = store.clone();
+            async move {
+                let metas: Vec<_> = store
+                    .list(Some(&ObjectPath::from(folder)))
+                    .try_collect()
+                    .await
+                    .unwrap();
+                metas
+                    .into_iter()
+                    .map(|meta| meta.location.to_string())
+                    .collect::<Vec<_>>()
+            }
+        };
+        // One pack holds both files; the backup that keeps only one of them reuses its chunks.
+        repo.backup("a", "t", &volume(both.path()), &options, &|_| {})
+            .await
+            .unwrap();
+        let reused = repo
+            .backup("b", "t", &volume(kept.path()), &options, &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(reused.progress.chunks_uploaded, 0, "{name}");
+        let before = listed("packs").await;
+        assert_eq!(before.len(), 1, "{name}: {before:?}");
+        repo.delete_backup("a").await.unwrap();
+
+        // Three quarters of the pack is unreferenced: it is rewritten with the rest.
+        let report = repo
+            .collect_garbage(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.packs_repacked, report.packs_deleted),
+            (1, 0),
+            "{name}: {report:?}"
+        );
+        assert!(
+            report.deleted >= 2 && report.deleted_bytes > 2 * 1024 * 1024,
+            "{name}: {report:?}"
+        );
+        let after = listed("packs").await;
+        assert_eq!(after.len(), 1, "{name}: {after:?}");
+        assert_ne!(after, before, "{name}");
+        assert_eq!(listed("index").await.len(), 1, "{name}");
+        let report = repo.verify("b", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+
+        // The index lost: the chunks are missing until a collection reads the pack's header
+        // and indexes it again, deleting nothing.
+        for object in listed("index").await {
+            store.delete(&ObjectPath::from(object)).await.unwrap();
+        }
+        let report = repo.verify("b", 4).await.unwrap();
+        assert!(
+            !report.is_ok(),
+            "{name}: the chunks are unknown without the index"
+        );
+        let report = repo
+            .collect_garbage(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.deleted, report.packs_deleted),
+            (0, 0),
+            "{name}: {report:?}"
+        );
+        assert_eq!(listed("packs").await, after, "{name}");
+        let report = repo.verify("b", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+        let target = tempfile::tempdir().unwrap();
+        repo.restore("b", "v", target.path(), None, 4)
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(target.path().join("kept.bin")).unwrap()
+                == std::fs::read(kept.path().join("kept.bin")).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next_backup_sends_again()
  {
     // 1,100 small files and 20 MiB of incompressible content: more chunks than a store lists

@@ -87,8 +87,7 @@ async fn deleting_a_backup_removes_only_its_own_chunks_and_completes_when_repeat
             chunks_a.intersection(&chunks_b).next().is_some(),
             "{name}: `a` and `b` share chunks"
         );
-        let store = backend.location.open().unwrap();
-        let sizes = chunk_sizes(&store).await;
+        let sizes = chunk_sizes(&repo).await;
 
         // With the default grace window the unreferenced chunks are only counted.
         let (patient, location) = server(DEFAULT_GC_GRACE, &backend.location).await;
@@ -118,7 +117,7 @@ async fn deleting_a_backup_removes_only_its_own_chunks_and_completes_when_repeat
         assert_eq!(pruned.chunks, only_a.len() as u64, "{name}: {pruned:?}");
         let only_a_bytes: u64 = only_a.iter().map(|id| sizes[id]).sum();
         assert_eq!(pruned.bytes, only_a_bytes, "{name}: {pruned:?}");
-        let left = chunk_sizes(&store).await;
+        let left = chunk_sizes(&repo).await;
         assert!(
             only_a.iter().all(|id| !left.contains_key(id)),
             "{name}: chunks of `a` are still stored"
@@ -161,9 +160,9 @@ async fn an_incomplete_backup_is_deleted_and_a_crashed_backups_lock_is_reported(
         // A backup whose process died after one volume: a tree and chunks, no manifest, and
         // the lock it never removed.
         let store = backend.location.open().unwrap();
-        let before: BTreeSet<String> = chunk_sizes(&store).await.into_keys().collect();
+        let before: BTreeSet<String> = chunk_sizes(&repo).await.into_keys().collect();
         stage_volume(&repo, "crashed", "v", crashed.path()).await;
-        let crashed_chunks: BTreeSet<String> = chunk_sizes(&store)
+        let crashed_chunks: BTreeSet<String> = chunk_sizes(&repo)
             .await
             .into_keys()
             .filter(|id| !before.contains(id))
@@ -212,7 +211,7 @@ async fn an_incomplete_backup_is_deleted_and_a_crashed_backups_lock_is_reported(
             crashed_chunks.len() as u64,
             "{name}: {pruned:?}"
         );
-        let left = chunk_sizes(&store).await;
+        let left = chunk_sizes(&repo).await;
         for id in &crashed_chunks {
             assert!(
                 !left.contains_key(id),

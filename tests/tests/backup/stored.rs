@@ -5,11 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 
-use futures::TryStreamExt;
-use object_store::ObjectStore;
-use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 use stowage_storage::{
     BackupOptions, EntryKind, Location, LocationKind, Manifest, Repository, ResourceRecord, Tree,
@@ -151,14 +147,6 @@ pub async fn chunks_of(repo: &Repository, backup: &str) -> BTreeSet<String> {
 }
 
 /// Every stored chunk's stored size, by id.
-pub async fn chunk_sizes(store: &Arc<dyn ObjectStore>) -> BTreeMap<String, u64> {
-    store
-        .list(Some(&ObjectPath::from("chunks")))
-        .map_ok(|meta| {
-            let id = meta.location.filename().unwrap_or_default().to_string();
-            (id, meta.size)
-        })
-        .try_collect()
-        .await
-        .unwrap()
+pub async fn chunk_sizes(repo: &Repository) -> BTreeMap<String, u64> {
+    repo.stored_chunk_sizes().await.unwrap()
 }

@@ -71,6 +71,16 @@ pub struct Pruned {
     pub bytes: u64,
     /// Unreferenced chunks kept because they are younger than the grace window.
     pub kept_in_grace: u64,
+    /// Unreferenced chunks kept because they share a pack with referenced ones and are too
+    /// small a part of it to rewrite it for them.
+    #[serde(default)]
+    pub kept_in_used_packs: u64,
+    /// Packs deleted whole.
+    #[serde(default)]
+    pub packs_deleted: u64,
+    /// Packs rewritten without their unreferenced chunks.
+    #[serde(default)]
+    pub packs_rewritten: u64,
     /// Objects of abandoned unfinished backups deleted.
     pub abandoned_objects: u64,
     /// The grace window used, in seconds.
@@ -183,6 +193,9 @@ async fn prune_chunks(services: Arc<Services>, ctx: StepContext) -> StepResult {
         chunks: report.deleted,
         bytes: report.deleted_bytes,
         kept_in_grace: report.kept_in_grace,
+        kept_in_used_packs: report.kept_in_used_packs,
+        packs_deleted: report.packs_deleted,
+        packs_rewritten: report.packs_repacked,
         abandoned_objects: report.abandoned_objects,
         grace_seconds: grace.as_secs(),
         deferred,
