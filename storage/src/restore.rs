@@ -5,21 +5,24 @@
 //! staging folder inside the target that is moved into place only when everything was read and
 //! checked: a damaged backup leaves the target as it was.
 
-use std::fs::{File, FileTimes, OpenOptions};
+use std::collections::HashSet;
+use std::fs::{File, FileTimes};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use tracing::instrument;
 
+use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::ChunkIndex;
+use crate::packs::{ChunkIndex, ChunkPlace};
 use crate::repository::Repository;
-use crate::tree::{Entry, EntryKind, Tree};
+use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
 /// The granularity of holes: a file-system block.
 const HOLE_BLOCK: usize = 4096;
@@ -79,19 +82,32 @@ impl Repository {
             None => tree.entries,
             Some(only) => {
                 let only = only.trim_matches('/');
-                let picked: Vec<Entry> = tree
+                let mut picked: Vec<Entry> = tree
                     .entries
-                    .into_iter()
+                    .iter()
                     .filter(|entry| {
                         entry.path == only
                             || entry.path.starts_with(&format!("{only}/"))
                             || only.starts_with(&format!("{}/", entry.path))
                     })
+                    .cloned()
                     .collect();
                 if !picked.iter().any(|entry| entry.path == only) {
                     return Err(Error::NotFound(format!(
                         "backup `{backup}` volume `{volume}` has no path `{only}`"
                     )));
+                }
+                // A hard link whose first name is not restored becomes a file of its own with
+                // that name's content.
+                let paths: HashSet<String> =
+                    picked.iter().map(|entry| entry.path.clone()).collect();
+                for entry in &mut picked {
+                    if let EntryKind::HardLink { target } = &entry.kind
+                        && !paths.contains(target)
+                        && let Some(first) = tree.entries.iter().find(|e| e.path == *target)
+                    {
+                        entry.kind = first.kind.clone();
+                    }
                 }
                 picked
             }
@@ -136,9 +152,14 @@ impl Repository {
                 _ => None,
             })
             .collect();
-        for (entry, _) in &files {
-            let path = root.join(&entry.path);
-            File::create(&path).map_err(io("cannot create", &path))?;
+        // A file without content is made now; the others when their first chunk comes. Each
+        // gets its length, owner, mode and mtime through its open handle once written.
+        for file in &files {
+            if let (entry, 0) = file {
+                let path = root.join(&entry.path);
+                let created = File::create(&path).map_err(io("cannot create", &path))?;
+                finish_file(root, *file, created)?;
+            }
         }
         let jobs = files.iter().enumerate().flat_map(|(index, (entry, _))| {
             let chunks = match &entry.kind {
@@ -149,18 +170,12 @@ impl Repository {
                 .iter()
                 .map(move |chunk| (index, entry.path.as_str(), chunk))
         });
-        let mut fetched = futures::stream::iter(jobs)
-            .map(|(index, path, chunk)| async move {
-                let data = self.read_chunk(stored, &chunk.id, path).await?;
-                if data.len() != chunk.len as usize {
-                    return Err(Error::Corrupt {
-                        object: names::chunk(&chunk.id),
-                        what: format!("{} bytes where file {path} needs {}", data.len(), chunk.len),
-                    });
-                }
-                Ok::<_, Error>((index, data))
-            })
-            .buffered(concurrency.max(1));
+        let reads = plan_reads(stored, jobs)?;
+        let mut fetched = futures::stream::iter(reads)
+            .map(|read| self.fetch(stored, read))
+            .buffered(concurrency.max(1))
+            .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
+            .try_flatten();
         // Chunks come in file order: one file is open at a time.
         let mut current: Option<(usize, File)> = None;
         while let Some(next) = fetched.next().await {
@@ -171,10 +186,7 @@ impl Repository {
                 if let Some((done, file)) = current.take() {
                     finish_file(root, files[done], file)?;
                 }
-                let file = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io("cannot open", &path))?;
+                let file = File::create(&path).map_err(io("cannot create", &path))?;
                 current = Some((index, file));
             }
             if let Some((_, file)) = current.as_mut() {
@@ -201,33 +213,33 @@ impl Repository {
                 _ => {}
             }
         }
-        // Owners, modes and mtimes; directories last and deepest first, since writing into a
-        // directory changes its mtime.
+        // Owners, modes and mtimes of what is not a file (files have theirs); deepest first,
+        // since making something in a directory changes its mtime.
         for entry in entries.iter().rev() {
             let path = root.join(&entry.path);
-            // Changing owners needs privileges a restore may not have; then files keep the
-            // restoring user, as with `cp -r`.
-            let _ = std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid));
+            summary.entries += 1;
             match entry.kind {
-                EntryKind::Symlink { .. } => {}
-                EntryKind::HardLink { .. } => {}
-                _ => {
+                EntryKind::File { .. } | EntryKind::HardLink { .. } => continue,
+                EntryKind::Symlink { .. } => {
+                    // Owners need privileges a restore may not have (see `finish_file`).
+                    let _ = std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid));
+                    let mtime =
+                        filetime::FileTime::from_unix_time(entry.mtime_secs, entry.mtime_nanos);
+                    filetime::set_symlink_file_times(&path, mtime, mtime)
+                        .map_err(io("cannot set the mtime of", &path))?;
+                }
+                EntryKind::Dir => {
+                    let _ = std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid));
                     std::fs::set_permissions(
                         &path,
                         std::fs::Permissions::from_mode(entry.mode & 0o7777),
                     )
                     .map_err(io("cannot set the mode of", &path))?;
-                    let mtime = UNIX_EPOCH
-                        + Duration::new(entry.mtime_secs.max(0) as u64, entry.mtime_nanos);
-                    let file = OpenOptions::new()
-                        .read(true)
-                        .open(&path)
-                        .map_err(io("cannot open", &path))?;
-                    file.set_times(FileTimes::new().set_modified(mtime))
+                    let dir = File::open(&path).map_err(io("cannot open", &path))?;
+                    dir.set_times(FileTimes::new().set_modified(mtime_of(entry)))
                         .map_err(io("cannot set the mtime of", &path))?;
                 }
             }
-            summary.entries += 1;
         }
         Ok(summary)
     }
@@ -251,46 +263,237 @@ impl Repository {
         let key = self.key().clone();
         let id = id.to_string();
         let file = file.to_string();
-        tokio::task::spawn_blocking(move || {
-            let name = names::chunk(&id);
-            let data = object::open(&key, Kind::Chunk, &name, &bytes).map_err(|err| match err {
-                Error::Corrupt { what, .. } => Error::Corrupt {
-                    object: format!("{place} (of file {file})"),
-                    what,
-                },
-                other => other,
-            })?;
-            let actual = key.chunk_id(&data).to_hex().to_string();
-            if actual != id {
-                return Err(Error::Corrupt {
-                    object: format!("{place} (of file {file})"),
-                    what: format!("its content hashes to {actual}"),
-                });
+        tokio::task::spawn_blocking(move || open_chunk(&key, &id, &bytes, &place, &file))
+            .await
+            .map_err(|err| Error::Random(format!("opening thread failed: {err}")))?
+    }
+
+    /// Reads the chunks of one planned read with one request, then opens and checks each (on
+    /// a blocking thread): each file's index with the chunk's content, in order.
+    async fn fetch(&self, stored: &ChunkIndex, read: Read<'_>) -> Result<Vec<(usize, Vec<u8>)>> {
+        let Some(pack) = read.pack else {
+            // A version-1 chunk object: one read each.
+            let mut out = Vec::with_capacity(read.parts.len());
+            for part in &read.parts {
+                let data = self.read_chunk(stored, &part.chunk.id, part.path).await?;
+                out.push((part.file, checked_length(data, part)?));
             }
-            Ok(data)
+            return Ok(out);
+        };
+        let pack_name = names::pack(&pack);
+        let bytes = self.get_range_raw(&pack_name, read.start..read.end).await?;
+        let key = self.key().clone();
+        let parts: Vec<(usize, String, ChunkRef, u64, u64)> = read
+            .parts
+            .iter()
+            .map(|part| {
+                (
+                    part.file,
+                    part.path.to_string(),
+                    part.chunk.clone(),
+                    part.offset - read.start,
+                    part.length,
+                )
+            })
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let place = |id: &str| format!("{} in {pack_name}", names::chunk(id));
+            parts
+                .into_iter()
+                .map(|(file, path, chunk, offset, length)| {
+                    let sealed = &bytes[offset as usize..(offset + length) as usize];
+                    let data = open_chunk(&key, &chunk.id, sealed, &place(&chunk.id), &path)?;
+                    let part = Part {
+                        file,
+                        path: &path,
+                        chunk: &chunk,
+                        offset,
+                        length,
+                    };
+                    Ok((file, checked_length(data, &part)?))
+                })
+                .collect()
         })
         .await
         .map_err(|err| Error::Random(format!("opening thread failed: {err}")))?
     }
 }
 
-/// Writes `data` at the file's position, seeking over every all-zero block instead of writing
-/// it, so holes of a sparse file stay holes.
-fn write_sparse(file: &mut File, data: &[u8]) -> std::io::Result<()> {
-    for block in data.chunks(HOLE_BLOCK) {
-        if block.iter().all(|b| *b == 0) {
-            file.seek(SeekFrom::Current(block.len() as i64))?;
-        } else {
-            file.write_all(block)?;
+/// The most bytes one planned read asks for (unless a single chunk is larger).
+const READ_MAX: u64 = 4 * 1024 * 1024;
+
+/// One chunk of a file, where it lies.
+struct Part<'a> {
+    /// The file's index among the files restored.
+    file: usize,
+    /// The file's path, for errors.
+    path: &'a str,
+    chunk: &'a ChunkRef,
+    /// Offset and length of its sealed bytes in the pack (0 and 0 for a chunk object).
+    offset: u64,
+    length: u64,
+}
+
+/// Chunks read with one request: a run of chunks stored one after the other in one pack, or
+/// (no pack) one version-1 chunk object.
+struct Read<'a> {
+    pack: Option<Arc<str>>,
+    start: u64,
+    end: u64,
+    parts: Vec<Part<'a>>,
+}
+
+/// Groups the chunks to restore, in order, into reads: consecutive chunks lying one after the
+/// other in the same pack are read together, up to [`READ_MAX`] bytes. Backups write a
+/// folder's small files into a pack in walk order, so a restore reads them with few requests.
+/// A chunk the repository does not hold fails the plan, before anything is read.
+fn plan_reads<'a>(
+    stored: &ChunkIndex,
+    jobs: impl Iterator<Item = (usize, &'a str, &'a ChunkRef)>,
+) -> Result<Vec<Read<'a>>> {
+    let mut reads: Vec<Read<'a>> = Vec::new();
+    for (file, path, chunk) in jobs {
+        match stored.place(&chunk.id) {
+            None => {
+                return Err(Error::Missing {
+                    object: format!("{} (of file {path})", names::chunk(&chunk.id)),
+                });
+            }
+            Some(ChunkPlace::Loose) => reads.push(Read {
+                pack: None,
+                start: 0,
+                end: 0,
+                parts: vec![Part {
+                    file,
+                    path,
+                    chunk,
+                    offset: 0,
+                    length: 0,
+                }],
+            }),
+            Some(ChunkPlace::Packed {
+                pack,
+                offset,
+                length,
+            }) => {
+                let part = Part {
+                    file,
+                    path,
+                    chunk,
+                    offset: *offset,
+                    length: *length,
+                };
+                match reads.last_mut() {
+                    Some(last)
+                        if last.pack.as_ref() == Some(pack)
+                            && last.end == *offset
+                            && last.end + length - last.start <= READ_MAX =>
+                    {
+                        last.end += length;
+                        last.parts.push(part);
+                    }
+                    _ => reads.push(Read {
+                        pack: Some(pack.clone()),
+                        start: *offset,
+                        end: offset + length,
+                        parts: vec![part],
+                    }),
+                }
+            }
         }
+    }
+    Ok(reads)
+}
+
+/// Opens a chunk's sealed bytes (read from `place`) and checks that its content hashes to its
+/// id; `file` names where it is used, for errors.
+fn open_chunk(
+    key: &MasterKey,
+    id: &str,
+    sealed: &[u8],
+    place: &str,
+    file: &str,
+) -> Result<Vec<u8>> {
+    let data =
+        object::open(key, Kind::Chunk, &names::chunk(id), sealed).map_err(|err| match err {
+            Error::Corrupt { what, .. } => Error::Corrupt {
+                object: format!("{place} (of file {file})"),
+                what,
+            },
+            other => other,
+        })?;
+    let actual = key.chunk_id(&data).to_hex().to_string();
+    if actual != id {
+        return Err(Error::Corrupt {
+            object: format!("{place} (of file {file})"),
+            what: format!("its content hashes to {actual}"),
+        });
+    }
+    Ok(data)
+}
+
+/// The chunk's content, when it is as long as the tree says.
+fn checked_length(data: Vec<u8>, part: &Part<'_>) -> Result<Vec<u8>> {
+    if data.len() == part.chunk.len as usize {
+        Ok(data)
+    } else {
+        Err(Error::Corrupt {
+            object: names::chunk(&part.chunk.id),
+            what: format!(
+                "{} bytes where file {} needs {}",
+                data.len(),
+                part.path,
+                part.chunk.len
+            ),
+        })
+    }
+}
+
+/// Writes `data` at the file's position, seeking over every all-zero block instead of writing
+/// it, so holes of a sparse file stay holes. Consecutive blocks of the same sort are one write
+/// or one seek.
+fn write_sparse(file: &mut File, data: &[u8]) -> std::io::Result<()> {
+    let mut rest = data;
+    while !rest.is_empty() {
+        let zero = is_zero_block(rest);
+        let run = rest
+            .chunks(HOLE_BLOCK)
+            .take_while(|block| is_zero_block(block) == zero)
+            .map(<[u8]>::len)
+            .sum::<usize>();
+        let (run_bytes, after) = rest.split_at(run);
+        if zero {
+            file.seek(SeekFrom::Current(run as i64))?;
+        } else {
+            file.write_all(run_bytes)?;
+        }
+        rest = after;
     }
     Ok(())
 }
 
-/// Sets a file's final length, so trailing holes of a sparse file exist without being written.
+/// Whether the first block of `data` (up to [`HOLE_BLOCK`] bytes) is all zeros.
+fn is_zero_block(data: &[u8]) -> bool {
+    data[..data.len().min(HOLE_BLOCK)].iter().all(|b| *b == 0)
+}
+
+/// Gives a written file its final length (so trailing holes of a sparse file exist without
+/// being written), then its owner, mode and mtime, through its handle.
 fn finish_file(root: &Path, (entry, size): (&Entry, u64), file: File) -> Result<()> {
     let path = root.join(&entry.path);
-    file.set_len(size).map_err(io("cannot size", &path))
+    file.set_len(size).map_err(io("cannot size", &path))?;
+    // Changing owners needs privileges a restore may not have; then files keep the restoring
+    // user, as with `cp -r`. The owner goes before the mode, which a change of owner can clear.
+    let _ = std::os::unix::fs::fchown(&file, Some(entry.uid), Some(entry.gid));
+    file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))
+        .map_err(io("cannot set the mode of", &path))?;
+    file.set_times(FileTimes::new().set_modified(mtime_of(entry)))
+        .map_err(io("cannot set the mtime of", &path))
+}
+
+/// An entry's mtime (times before 1970 are taken as 1970).
+fn mtime_of(entry: &Entry) -> std::time::SystemTime {
+    UNIX_EPOCH + Duration::new(entry.mtime_secs.max(0) as u64, entry.mtime_nanos)
 }
 
 /// Moves everything in `staging` into `target`, replacing what is there under the same names.

@@ -145,6 +145,18 @@ pub(crate) fn make_tree(root: &Path) {
     ] {
         set_mtime(&root.join(path), secs);
     }
+    // A symlink's own mtime.
+    let link_time = filetime::FileTime::from_unix_time(1_600_000_800, 5);
+    filetime::set_symlink_file_times(root.join("data/link"), link_time, link_time).unwrap();
+    // Files of other owners, when the tests may give them (as root): each is restored with
+    // its owner.
+    for (path, uid, gid) in [
+        ("etc/conf.d/app.conf", 1234, 5678),
+        ("data/sparse.img", 4321, 8765),
+        ("data/link", 2222, 3333),
+    ] {
+        let _ = std::os::unix::fs::lchown(root.join(path), Some(uid), Some(gid));
+    }
 }
 
 /// Asserts `restored` holds what `original` holds: same names, kinds, content, modes, mtimes,
@@ -169,6 +181,16 @@ pub(crate) fn assert_same_tree(original: &Path, restored: &Path) {
                 std::fs::read_link(original.join(name)).unwrap(),
                 std::fs::read_link(restored.join(name)).unwrap(),
                 "{name}: symlink target"
+            );
+            assert_eq!(
+                (a.mtime(), a.mtime_nsec()),
+                (b.mtime(), b.mtime_nsec()),
+                "{name}: symlink mtime"
+            );
+            assert_eq!(
+                (a.uid(), a.gid()),
+                (b.uid(), b.gid()),
+                "{name}: symlink owner"
             );
             continue;
         }
@@ -333,6 +355,30 @@ async fn a_tree_comes_back_byte_identical_and_unchanged_data_is_not_sent_again()
             !one.path().join("data").exists(),
             "{name}: only the path asked for"
         );
+        // The second name of a hard link alone: a file with the first name's content.
+        let second = tempfile::tempdir().unwrap();
+        reopened
+            .restore(
+                "b1",
+                "pvc-data",
+                second.path(),
+                Some("data/big-hardlink.bin"),
+                4,
+            )
+            .await
+            .unwrap();
+        let restored = second.path().join("data/big-hardlink.bin");
+        let original = source.path().join("data/big-hardlink.bin");
+        assert!(
+            std::fs::read(&restored).unwrap() == std::fs::read(&original).unwrap(),
+            "{name}: the second name has the content"
+        );
+        let (a, b) = (
+            std::fs::metadata(&original).unwrap(),
+            std::fs::metadata(&restored).unwrap(),
+        );
+        assert_eq!((a.mode(), a.mtime()), (b.mode(), b.mtime()), "{name}");
+        assert!(!second.path().join("data/big.bin").exists(), "{name}");
         let err = reopened
             .restore("b1", "pvc-data", one.path(), Some("no/such/path"), 4)
             .await
