@@ -8,6 +8,7 @@
 //! It knows nothing of the engine, of workflows or of Kubernetes: it moves bytes and trees.
 
 mod backup;
+mod chunk_reads;
 mod chunker;
 mod crypto;
 mod delete;

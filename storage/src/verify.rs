@@ -1,12 +1,17 @@
 //! `verify`: re-reads a backup (manifest, every volume tree, every chunk) and checks every
-//! seal and hash, naming each damaged or missing object and the file it belongs to.
+//! seal and hash, naming each damaged or missing object and the file it belongs to. Chunks are
+//! read in pack order, runs of them per request; a run with damage in it is read again chunk
+//! by chunk, so that each damaged chunk is named.
 
 use std::collections::HashSet;
 
 use futures::StreamExt;
 use tracing::instrument;
 
+use crate::chunk_reads::plan_reads;
 use crate::error::Result;
+use crate::names;
+use crate::packs::ChunkPlace;
 use crate::repository::Repository;
 use crate::tree::EntryKind;
 
@@ -51,22 +56,59 @@ impl Repository {
                 if let EntryKind::File { chunks, .. } = entry.kind {
                     for chunk in chunks {
                         if seen.insert(chunk.id.clone()) {
-                            jobs.push((chunk.id, format!("{}/{}", volume.name, entry.path)));
+                            jobs.push((chunk, format!("{}/{}", volume.name, entry.path)));
                         }
                     }
                 }
             }
         }
-        let mut checks = futures::stream::iter(jobs)
-            .map(|(id, file)| async move { self.read_chunk(index, &id, &file).await })
+        // Read in pack order, runs of chunks at a time; a chunk in no pack is missing.
+        let (mut jobs, missing): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|(chunk, _)| index.place(&chunk.id).is_some());
+        for (chunk, file) in missing {
+            report.problems.push(format!(
+                "missing object `{} (of file {file})`",
+                names::chunk(&chunk.id)
+            ));
+        }
+        jobs.sort_by_key(|(chunk, _)| match index.place(&chunk.id) {
+            Some(ChunkPlace::Packed { pack, offset, .. }) => (Some(pack.clone()), *offset),
+            _ => (None, 0),
+        });
+        let reads = plan_reads(
+            index,
+            jobs.iter()
+                .enumerate()
+                .map(|(number, (chunk, file))| (number, file.as_str(), chunk)),
+        )?;
+        let mut checks = futures::stream::iter(reads)
+            .map(|read| async move {
+                let numbers = read.numbers();
+                (numbers, self.fetch(index, read).await)
+            })
             .buffer_unordered(concurrency.max(1));
-        while let Some(result) = checks.next().await {
+        while let Some((numbers, result)) = checks.next().await {
             match result {
-                Ok(data) => {
-                    report.chunks_checked += 1;
-                    report.bytes_checked += data.len() as u64;
+                Ok(chunks) => {
+                    for (_, data) in chunks {
+                        report.chunks_checked += 1;
+                        report.bytes_checked += data.len() as u64;
+                    }
                 }
-                Err(err) => report.problems.push(err.to_string()),
+                // Something in the run is damaged: each chunk of it on its own, to name each.
+                Err(_) => {
+                    for number in numbers {
+                        let (chunk, file) = &jobs[number];
+                        match self.read_chunk(index, &chunk.id, file).await {
+                            Ok(data) => {
+                                report.chunks_checked += 1;
+                                report.bytes_checked += data.len() as u64;
+                            }
+                            Err(err) => report.problems.push(err.to_string()),
+                        }
+                    }
+                }
             }
         }
         report.problems.sort();
