@@ -61,6 +61,63 @@ async fn a_wrong_azure_key_is_named() {
     assert_credentials(location.validate().await);
 }
 
+#[tokio::test]
+async fn an_azure_container_sas_works_and_a_forged_or_too_narrow_one_is_named() {
+    let service = services::azurite();
+    let good = service.container_sas("racwdl", &service.key);
+    service
+        .sas_location(&unique_prefix("azurite-sas"), good.clone())
+        .validate()
+        .await
+        .unwrap_or_else(|err| panic!("a SAS with every permission should validate: {err}"));
+    // The whole repository works through it.
+    let location = service.sas_location(&unique_prefix("azurite-sas-repo"), good);
+    let repo = stowage_storage::Repository::init(
+        &location,
+        "sas passphrase",
+        stowage_storage::KdfParams {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("f"), b"through a SAS").unwrap();
+    let volume = stowage_storage::VolumeSource {
+        name: "v".into(),
+        path: source.path().to_path_buf(),
+    };
+    repo.backup("b1", "t", &[volume], &Default::default(), &|_| {})
+        .await
+        .unwrap();
+    assert!(repo.verify("b1", 2).await.unwrap().is_ok());
+
+    // Signed with another key, or without the right to delete: refused, and said so.
+    let other_key = "d3JvbmcgYXp1cml0ZSBrZXkgZm9yIHN0b3dhZ2UgdGVzdHMgd3Jvbmcga2V5IHdyb25nIGtleQ==";
+    let forged = service.container_sas("racwdl", other_key);
+    assert_credentials(
+        service
+            .sas_location(&unique_prefix("azurite-sas"), forged)
+            .validate()
+            .await,
+    );
+    // Without the right to delete, the probe names the step that was refused, and why.
+    let no_delete = service.container_sas("racwl", &service.key);
+    match service
+        .sas_location(&unique_prefix("azurite-sas"), no_delete)
+        .validate()
+        .await
+    {
+        Err(err @ Error::Probe { step, .. }) => {
+            assert_eq!(step, "delete the probe object", "{err}");
+            assert!(err.to_string().contains("not authorized"), "{err}");
+        }
+        other => panic!("expected the delete step to be refused, got {other:?}"),
+    }
+}
+
 fn assert_missing_bucket(result: Result<(), Error>) {
     match result {
         Err(err @ Error::MissingBucket { .. }) => {
@@ -112,7 +169,15 @@ async fn an_unreachable_endpoint_is_named() {
     s3.endpoint = endpoint.clone();
     let mut azurite = services::azurite();
     azurite.endpoint = format!("{endpoint}/{}", azurite.account);
-    for location in [s3.location("p"), azurite.location("p")] {
+    let (_proxy, mut gcs) = services::gcs().location("p").await;
+    if let LocationKind::Gcs {
+        endpoint: gcs_endpoint,
+        ..
+    } = &mut gcs.kind
+    {
+        *gcs_endpoint = Some(endpoint.clone());
+    }
+    for location in [s3.location("p"), azurite.location("p"), gcs] {
         match location.validate().await {
             Err(err @ Error::Unreachable { .. }) => {
                 assert!(err.to_string().contains("cannot be reached"), "{err}");
