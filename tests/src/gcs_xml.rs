@@ -8,6 +8,11 @@
 //! `If-None-Match`, `generation`), DELETE, copy (`x-goog-copy-source`), the bucket listing
 //! (`list-type=2`), and XML multipart uploads (initiate, parts, complete, abort), whose parts are
 //! held in memory until completion.
+//!
+//! Like GCS, it takes a request only with a bearer token signed by the service account it was
+//! started for (RS256, the self-signed JWT object_store's GCS client makes from a key), and
+//! answers 401 otherwise: the emulator checks no credentials, so this is where a wrong key is
+//! caught.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -32,13 +37,42 @@ pub struct GcsXmlProxy {
     shutdown: Option<oneshot::Sender<()>>,
 }
 
+/// The service account a proxy takes requests from: its email and public key.
+#[derive(Clone)]
+pub struct ServiceAccount {
+    /// The account's email, the tokens' issuer.
+    pub email: String,
+    /// Its public key, which checks the tokens' signatures.
+    pub public_key: jsonwebtoken::DecodingKey,
+}
+
+impl ServiceAccount {
+    /// Whether the request's bearer token is a JWT this account signed and that has not expired.
+    fn admits(&self, headers: &HeaderMap) -> Result<(), String> {
+        let token = headers
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or("no bearer token")?;
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[&self.email]);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss"]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &self.public_key, &validation)
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+}
+
 impl GcsXmlProxy {
-    /// Starts a translation server in front of the emulator's JSON API at `json_endpoint`.
-    pub async fn start(json_endpoint: &str) -> Self {
+    /// Starts a translation server in front of the emulator's JSON API at `json_endpoint`,
+    /// taking requests signed by `account` only.
+    pub async fn start(json_endpoint: &str, account: ServiceAccount) -> Self {
         let state = Arc::new(State {
             json: json_endpoint.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             uploads: Mutex::new(HashMap::new()),
+            account,
         });
         let route = warp::method()
             .and(warp::path::full())
@@ -118,6 +152,7 @@ struct State {
     json: String,
     http: reqwest::Client,
     uploads: Mutex<Uploads>,
+    account: ServiceAccount,
 }
 
 /// An object's metadata as the JSON API returns it.
@@ -205,6 +240,21 @@ fn plain(status: StatusCode, message: String) -> Reply {
     reply
 }
 
+/// An error as GCS's XML API answers one.
+fn xml_error(status: StatusCode, code: &str, message: &str) -> Reply {
+    let body = format!(
+        "<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{}</Message></Error>",
+        message.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    let mut reply = Response::new(Bytes::from(body));
+    *reply.status_mut() = status;
+    reply.headers_mut().insert(
+        "content-type",
+        warp::http::HeaderValue::from_static("application/xml"),
+    );
+    reply
+}
+
 fn xml<T: Serialize>(value: &T) -> Result<Reply, String> {
     let body = quick_xml::se::to_string(value).map_err(|err| err.to_string())?;
     Response::builder()
@@ -233,6 +283,13 @@ fn etag_of(object: &JsonObject) -> String {
 
 impl State {
     async fn handle(&self, request: XmlRequest) -> Result<Reply, String> {
+        if let Err(why) = self.account.admits(&request.headers) {
+            return Ok(xml_error(
+                StatusCode::UNAUTHORIZED,
+                "AuthenticationRequired",
+                &format!("Invalid Credentials: {why}"),
+            ));
+        }
         let trimmed = request.path.trim_start_matches('/');
         let (bucket, object) = match trimmed.split_once('/') {
             Some((bucket, object)) => (bucket.to_string(), object.to_string()),

@@ -9,7 +9,7 @@ use object_store::ObjectStore;
 use std::sync::Arc;
 use stowage_storage::{AzureAuth, Location, LocationKind, Secret};
 
-use crate::gcs_xml::GcsXmlProxy;
+use crate::gcs_xml::{GcsXmlProxy, ServiceAccount};
 
 /// How to start the services, for the failure messages.
 const START_HINT: &str = "start them with `./ops/test-services up` and load their addresses with \
@@ -169,14 +169,26 @@ pub struct GcsService {
 
 impl GcsService {
     /// Starts a [`GcsXmlProxy`] in front of the emulator and returns it with a location in the
-    /// bucket under `prefix` that goes through it. Keep the proxy alive while the location is used.
+    /// bucket under `prefix` that goes through it, signing with the test service account's
+    /// key. Keep the proxy alive while the location is used.
     pub async fn location(&self, prefix: &str) -> (GcsXmlProxy, Location) {
-        let proxy = GcsXmlProxy::start(&self.json_endpoint).await;
+        self.location_signed_by(prefix, &test_service_account().private_key_pem)
+            .await
+    }
+
+    /// [`GcsService::location`], but the location signs with `private_key_pem` (PKCS #8) while
+    /// the proxy still admits only the test service account.
+    pub async fn location_signed_by(
+        &self,
+        prefix: &str,
+        private_key_pem: &str,
+    ) -> (GcsXmlProxy, Location) {
+        let account = test_service_account();
+        let proxy = GcsXmlProxy::start(&self.json_endpoint, account.admitted.clone()).await;
         let key = serde_json::json!({
-            "private_key": "unused: the emulator takes no OAuth token",
+            "private_key": private_key_pem,
             "private_key_id": "stowage-test",
-            "client_email": "stowage-test@example.iam.gserviceaccount.com",
-            "disable_oauth": true,
+            "client_email": account.admitted.email,
         });
         let location = Location {
             kind: LocationKind::Gcs {
@@ -188,6 +200,37 @@ impl GcsService {
         };
         (proxy, location)
     }
+}
+
+/// The service account of the GCS tests: a key pair made once per test process.
+pub struct TestServiceAccount {
+    /// Its private key, PKCS #8 PEM, as a service-account key file holds it.
+    pub private_key_pem: String,
+    /// What the proxy admits.
+    pub admitted: ServiceAccount,
+}
+
+/// The test service account (an RSA key made on first use).
+pub fn test_service_account() -> &'static TestServiceAccount {
+    static ACCOUNT: std::sync::OnceLock<TestServiceAccount> = std::sync::OnceLock::new();
+    ACCOUNT.get_or_init(|| {
+        let (private_key_pem, public_key_der) = rsa_key_pair();
+        TestServiceAccount {
+            private_key_pem,
+            admitted: ServiceAccount {
+                email: "stowage-test@stowage-tests.iam.gserviceaccount.com".into(),
+                public_key: jsonwebtoken::DecodingKey::from_rsa_der(&public_key_der),
+            },
+        }
+    })
+}
+
+/// A fresh RSA key pair (2048 bits): the private key as PKCS #8 PEM, the public one as PKCS #1
+/// DER.
+pub fn rsa_key_pair() -> (String, Vec<u8>) {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+        .unwrap_or_else(|err| panic!("cannot make an RSA key: {err}"));
+    (pair.serialize_pem(), pair.public_key_raw().to_vec())
 }
 
 /// fake-gcs-server (Google Cloud Storage).

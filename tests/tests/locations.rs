@@ -118,6 +118,15 @@ async fn an_azure_container_sas_works_and_a_forged_or_too_narrow_one_is_named() 
     }
 }
 
+#[tokio::test]
+async fn a_gcs_key_of_another_service_account_is_named() {
+    let (other_key, _) = services::rsa_key_pair();
+    let (_proxy, location) = services::gcs()
+        .location_signed_by(&unique_prefix("gcs-wrong-key"), &other_key)
+        .await;
+    assert_credentials(location.validate().await);
+}
+
 fn assert_missing_bucket(result: Result<(), Error>) {
     match result {
         Err(err @ Error::MissingBucket { .. }) => {
