@@ -60,10 +60,53 @@ pub(crate) struct IndexBody {
     pub(crate) packs: Vec<IndexedPack>,
 }
 
-/// The body of a pack's header.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PackHeader {
-    chunks: Vec<PackedChunk>,
+/// Bytes of one chunk's record in a pack header: its id, then the length of its sealed bytes
+/// (u32, little-endian). Offsets are not recorded: the chunks lie one after the other from the
+/// start of the pack.
+const HEADER_RECORD_LEN: usize = 32 + 4;
+
+/// A pack header's body: a record per chunk, in order.
+fn encode_pack_header(chunks: &[PackedChunk]) -> std::result::Result<Vec<u8>, String> {
+    let mut body = Vec::with_capacity(chunks.len() * HEADER_RECORD_LEN);
+    for chunk in chunks {
+        let id = blake3::Hash::from_hex(&chunk.id)
+            .map_err(|_| format!("chunk id `{}` is not 64 hex digits", chunk.id))?;
+        let length = u32::try_from(chunk.length)
+            .map_err(|_| format!("chunk `{}` is larger than 4 GiB", chunk.id))?;
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(&length.to_le_bytes());
+    }
+    Ok(body)
+}
+
+/// The chunks a pack header's body records, with their offsets.
+fn decode_pack_header(body: &[u8]) -> std::result::Result<Vec<PackedChunk>, String> {
+    if !body.len().is_multiple_of(HEADER_RECORD_LEN) {
+        return Err(format!(
+            "a header of {} bytes is not a whole number of {HEADER_RECORD_LEN}-byte records",
+            body.len()
+        ));
+    }
+    let mut offset = 0u64;
+    Ok(body
+        .chunks_exact(HEADER_RECORD_LEN)
+        .map(|record| {
+            // Records are exactly HEADER_RECORD_LEN bytes: 32 of id, 4 of length.
+            let (id_bytes, length_bytes) = record.split_at(32);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(id_bytes);
+            let mut length = [0u8; 4];
+            length.copy_from_slice(length_bytes);
+            let length = u64::from(u32::from_le_bytes(length));
+            let chunk = PackedChunk {
+                id: blake3::Hash::from_bytes(id).to_hex().to_string(),
+                offset,
+                length,
+            };
+            offset += length;
+            chunk
+        })
+        .collect())
 }
 
 /// Where a stored chunk can be read.
@@ -255,12 +298,9 @@ impl Repository {
     pub(crate) async fn upload_pack(&self, pack: OpenPack) -> Result<IndexedPack> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = names::pack(&id);
-        let header = serde_json::to_vec(&PackHeader {
-            chunks: pack.chunks.clone(),
-        })
-        .map_err(|err| Error::Corrupt {
+        let header = encode_pack_header(&pack.chunks).map_err(|what| Error::Corrupt {
             object: name.clone(),
-            what: format!("cannot encode its header: {err}"),
+            what: format!("cannot encode its header: {what}"),
         })?;
         let sealed_header = object::seal(self.key(), Kind::PackHeader, &name, &header)?;
         let header_len = u32::try_from(sealed_header.len()).map_err(|_| Error::Corrupt {
@@ -390,9 +430,7 @@ impl Repository {
             .get_range_raw(&name, start..size - TRAILER_LEN as u64)
             .await?;
         let body = object::open(self.key(), Kind::PackHeader, &name, &sealed)?;
-        let header: PackHeader = serde_json::from_slice(&body)
-            .map_err(|err| corrupt(format!("not a pack header: {err}")))?;
-        Ok(header.chunks)
+        decode_pack_header(&body).map_err(|what| corrupt(format!("not a pack header: {what}")))
     }
 
     /// Reads bytes `range` of object `name` as stored; a missing object is
@@ -455,6 +493,37 @@ mod tests {
             serde_json::from_slice(&std::fs::read(root.join("r").join(CONFIG_OBJECT)).unwrap())
                 .unwrap();
         config["version"].as_u64().unwrap()
+    }
+
+    #[test]
+    fn a_pack_header_records_ids_and_lengths_and_derives_offsets() {
+        let chunks: Vec<PackedChunk> = [(7u8, 100u64), (8, 2), (9, 70_000)]
+            .iter()
+            .scan(0u64, |offset, (seed, length)| {
+                let chunk = PackedChunk {
+                    id: blake3::hash(&[*seed]).to_hex().to_string(),
+                    offset: *offset,
+                    length: *length,
+                };
+                *offset += length;
+                Some(chunk)
+            })
+            .collect();
+        let body = encode_pack_header(&chunks).unwrap();
+        assert_eq!(body.len(), 3 * HEADER_RECORD_LEN);
+        assert_eq!(decode_pack_header(&body).unwrap(), chunks);
+        let err = decode_pack_header(&body[..body.len() - 1]).unwrap_err();
+        assert!(err.contains("whole number"), "{err}");
+        let bad = PackedChunk {
+            id: "not hex".into(),
+            offset: 0,
+            length: 1,
+        };
+        assert!(
+            encode_pack_header(&[bad])
+                .unwrap_err()
+                .contains("not 64 hex digits")
+        );
     }
 
     #[tokio::test]
