@@ -433,22 +433,6 @@ impl Repository {
         decode_pack_header(&body).map_err(|what| corrupt(format!("not a pack header: {what}")))
     }
 
-    /// Reads bytes `range` of object `name` as stored; a missing object is
-    /// [`Error::Missing`].
-    pub(crate) async fn get_range_raw(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
-        match self.store().get_range(&Path::from(name), range).await {
-            Ok(bytes) => Ok(bytes),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::Missing {
-                object: name.into(),
-            }),
-            Err(source) => Err(Error::Store {
-                action: "read",
-                object: name.into(),
-                source,
-            }),
-        }
-    }
-
     /// Reads the sealed bytes of a stored chunk, wherever it is; the name they are bound to
     /// and a description of where they were read, for errors.
     pub(crate) async fn read_sealed_chunk(

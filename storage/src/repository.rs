@@ -335,23 +335,40 @@ impl Repository {
         object::open(&self.key, kind, name, &bytes)
     }
 
-    /// Reads an object's bytes as stored.
+    /// Reads an object's bytes as stored; a missing one is [`Error::Missing`].
     pub(crate) async fn get_raw(&self, name: &str) -> Result<Bytes> {
         let read = async { self.store.get(&Path::from(name)).await?.bytes().await };
-        match read.await {
-            Ok(bytes) => Ok(bytes),
-            Err(object_store::Error::NotFound { .. }) => Err(Error::Missing {
-                object: name.into(),
-            }),
-            Err(source) => Err(Error::Store {
-                action: "read",
-                object: name.into(),
-                source,
-            }),
-        }
+        read.await.map_err(|err| read_error(name, err))
+    }
+
+    /// Reads bytes `range` of object `name` as stored; a missing object is
+    /// [`Error::Missing`].
+    pub(crate) async fn get_range_raw(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes> {
+        self.store
+            .get_range(&Path::from(name), range)
+            .await
+            .map_err(|err| read_error(name, err))
     }
 }
 
 fn key_aad(id: &str) -> String {
     format!("{CONFIG_OBJECT}:{id}")
+}
+
+/// A failed read of object `name`: [`Error::Missing`] when the store has no such object.
+fn read_error(name: &str, err: object_store::Error) -> Error {
+    match err {
+        object_store::Error::NotFound { .. } => Error::Missing {
+            object: name.into(),
+        },
+        source => Error::Store {
+            action: "read",
+            object: name.into(),
+            source,
+        },
+    }
 }
