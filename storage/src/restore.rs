@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
+use tokio::sync::mpsc;
 use tracing::instrument;
 
 use crate::chunk_reads::plan_reads;
@@ -151,15 +152,6 @@ impl Repository {
                 _ => None,
             })
             .collect();
-        // A file without content is made now; the others when their first chunk comes. Each
-        // gets its length, owner, mode and mtime through its open handle once written.
-        for file in &files {
-            if let (entry, 0) = file {
-                let path = root.join(&entry.path);
-                let created = File::create(&path).map_err(io("cannot create", &path))?;
-                finish_file(root, *file, created)?;
-            }
-        }
         let jobs = files.iter().enumerate().flat_map(|(index, (entry, _))| {
             let chunks = match &entry.kind {
                 EntryKind::File { chunks, .. } => chunks.as_slice(),
@@ -170,33 +162,47 @@ impl Repository {
                 .map(move |chunk| (index, entry.path.as_str(), chunk))
         });
         let reads = plan_reads(stored, jobs)?;
+        // Files are written by a thread of their own, fed in file order, so that the runtime's
+        // threads fetch and open chunks while it writes.
+        let (sender, receiver) = mpsc::channel::<(usize, Vec<u8>)>(WRITE_QUEUE);
+        let to_write: Vec<(Entry, u64)> = files
+            .iter()
+            .map(|(entry, size)| ((*entry).clone(), *size))
+            .collect();
+        let writer_root = root.to_path_buf();
+        let writer =
+            tokio::task::spawn_blocking(move || write_files(&writer_root, &to_write, receiver));
         let mut fetched = futures::stream::iter(reads)
             .map(|read| self.fetch(stored, read))
             .buffered(concurrency.max(1))
             .map_ok(|chunks| futures::stream::iter(chunks.into_iter().map(Ok)))
             .try_flatten();
-        // Chunks come in file order: one file is open at a time.
-        let mut current: Option<(usize, File)> = None;
+        let mut fetch_failed = None;
         while let Some(next) = fetched.next().await {
-            let (index, data) = next?;
-            let (entry, _) = files[index];
-            let path = root.join(&entry.path);
-            if current.as_ref().map(|(open, _)| *open) != Some(index) {
-                if let Some((done, file)) = current.take() {
-                    finish_file(root, files[done], file)?;
+            match next {
+                // A writer gone has failed; its error is the one to report.
+                Ok(chunk) => {
+                    if sender.send(chunk).await.is_err() {
+                        break;
+                    }
                 }
-                let file = File::create(&path).map_err(io("cannot create", &path))?;
-                current = Some((index, file));
+                Err(err) => {
+                    fetch_failed = Some(err);
+                    break;
+                }
             }
-            if let Some((_, file)) = current.as_mut() {
-                write_sparse(file, &data).map_err(io("cannot write", &path))?;
-            }
-            summary.bytes += data.len() as u64;
         }
         drop(fetched);
-        if let Some((done, file)) = current.take() {
-            finish_file(root, files[done], file)?;
+        drop(sender);
+        let written = writer.await.map_err(|err| Error::Io {
+            action: "the writing thread failed in",
+            path: root.to_path_buf(),
+            source: std::io::Error::other(err.to_string()),
+        })?;
+        if let Some(err) = fetch_failed {
+            return Err(err);
         }
+        summary.bytes = written?;
         // Links.
         for entry in entries {
             let path = root.join(&entry.path);
@@ -270,6 +276,51 @@ fn write_sparse(file: &mut File, data: &[u8]) -> std::io::Result<()> {
 /// Whether the first block of `data` (up to [`HOLE_BLOCK`] bytes) is all zeros.
 fn is_zero_block(data: &[u8]) -> bool {
     data[..data.len().min(HOLE_BLOCK)].iter().all(|b| *b == 0)
+}
+
+/// Chunks fetched and waiting for the writing thread.
+const WRITE_QUEUE: usize = 16;
+
+/// Writes the files' content as it comes from `chunks` (in file order, each file's chunks in
+/// order), then gives each its length, owner, mode and mtime through its handle. A file without
+/// content is made first. Returns the bytes of content written; stops at the first error (the
+/// sender then sees the channel closed).
+fn write_files(
+    root: &Path,
+    files: &[(Entry, u64)],
+    mut chunks: mpsc::Receiver<(usize, Vec<u8>)>,
+) -> Result<u64> {
+    for (entry, size) in files {
+        if *size == 0 {
+            let path = root.join(&entry.path);
+            let created = File::create(&path).map_err(io("cannot create", &path))?;
+            finish_file(root, (entry, 0), created)?;
+        }
+    }
+    let mut written = 0u64;
+    // Chunks come in file order: one file is open at a time.
+    let mut current: Option<(usize, File)> = None;
+    while let Some((index, data)) = chunks.blocking_recv() {
+        let (entry, _) = &files[index];
+        let path = root.join(&entry.path);
+        if current.as_ref().map(|(open, _)| *open) != Some(index) {
+            if let Some((done, file)) = current.take() {
+                let (entry, size) = &files[done];
+                finish_file(root, (entry, *size), file)?;
+            }
+            let file = File::create(&path).map_err(io("cannot create", &path))?;
+            current = Some((index, file));
+        }
+        if let Some((_, file)) = current.as_mut() {
+            write_sparse(file, &data).map_err(io("cannot write", &path))?;
+        }
+        written += data.len() as u64;
+    }
+    if let Some((done, file)) = current.take() {
+        let (entry, size) = &files[done];
+        finish_file(root, (entry, *size), file)?;
+    }
+    Ok(written)
 }
 
 /// Gives a written file its final length (so trailing holes of a sparse file exist without
