@@ -384,6 +384,25 @@ async fn a_person_logs_in_through_the_device_flow_and_the_refresh_token_renews_i
         )),
         "{err}"
     );
+
+    // An issuer that cannot be reached cannot renew it either, and the error says the same.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let unreachable = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut offline = renewed.clone();
+    offline.token_expires_at = Some(now() - 60);
+    offline.oidc.as_mut().unwrap().issuer = unreachable.clone();
+    offline.save(&machine.config_path()).unwrap();
+    let err = machine.fails(&["whoami"], &[], "").await;
+    assert!(err.contains("could not be renewed"), "{err}");
+    assert!(err.contains(&unreachable), "{err}");
+    assert!(
+        err.contains(&format!(
+            "log in again: stowage login --server {} --device",
+            server.url
+        )),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

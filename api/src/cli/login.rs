@@ -577,19 +577,21 @@ pub async fn current_token(
     if login.refresh_token.is_none() && secret.is_none() {
         return Err(expired(&config, String::new()).into());
     }
-    let issuer = IssuerClient::discover(&login.issuer, config.ca_file.as_deref()).await?;
-    let issued = match (&login.refresh_token, secret) {
-        (Some(refresh_token), _) => {
-            issuer
+    // An issuer that cannot be reached is a renewal that failed like any other: the error says
+    // how to log in again.
+    let issued = match IssuerClient::discover(&login.issuer, config.ca_file.as_deref()).await {
+        Err(err) => Err(err.to_string()),
+        Ok(issuer) => match (&login.refresh_token, secret) {
+            (Some(refresh_token), _) => issuer
                 .refresh(&login.client_id, refresh_token, &login.audience)
                 .await
-        }
-        (None, Some(secret)) => {
-            issuer
+                .map_err(|err| err.to_string()),
+            (None, Some(secret)) => issuer
                 .client_credentials(&login.client_id, secret, &login.audience)
                 .await
-        }
-        (None, None) => return Err(expired(&config, String::new()).into()),
+                .map_err(|err| err.to_string()),
+            (None, None) => return Err(expired(&config, String::new()).into()),
+        },
     };
     let issued = match issued {
         Ok(issued) => issued,
