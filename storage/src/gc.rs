@@ -358,7 +358,8 @@ impl Repository {
     }
 
     /// Decides the fate of every pack and writes the index that follows: a pack none of whose
-    /// chunks is referenced goes once it is older than the grace window; an old one with at
+    /// chunks is referenced (or only holds second copies) goes once it is older than the grace
+    /// window; an old one with at
     /// least [`REPACK_UNUSED_SHARE`] of its bytes unreferenced has its referenced chunks copied
     /// (sealed as they are) into new packs and goes; a pack no index names (a run that died
     /// before its index, or a lost index object) is read by its header once out of the grace
@@ -382,7 +383,12 @@ impl Repository {
         let mut doomed = Vec::new();
         let mut repack = OpenPack::default();
         let mut rewrite = index.objects.len() > 1;
-        for (id, meta) in &index.listed_packs {
+        // A chunk stored in several packs (two runs that sent it at the same time) counts as
+        // used in the first of them by pack id; its other copies are unreferenced bytes.
+        let mut listed: Vec<_> = index.listed_packs.iter().collect();
+        listed.sort_by(|a, b| a.0.cmp(b.0));
+        let mut claimed: HashSet<String> = HashSet::new();
+        for (id, meta) in listed {
             let recorded = indexed
                 .get(id.as_str())
                 .filter(|pack| pack.size == meta.size)
@@ -412,7 +418,7 @@ impl Repository {
             let used: Vec<&PackedChunk> = pack
                 .chunks
                 .iter()
-                .filter(|chunk| referenced.contains(&chunk.id))
+                .filter(|chunk| referenced.contains(&chunk.id) && claimed.insert(chunk.id.clone()))
                 .collect();
             let unused = (pack.chunks.len() - used.len()) as u64;
             let used_bytes: u64 = used.iter().map(|chunk| chunk.length).sum();

@@ -816,6 +816,89 @@ async fn garbage_collection_rewrites_a_mostly_unreferenced_pack_and_reindexes_on
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_collection_drops_the_second_copy_of_chunks_two_runs_stored_at_once() {
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("same.bin"), noise(2 * 1024 * 1024, 41)).unwrap();
+    let volume = |name: &str| VolumeSource {
+        name: name.into(),
+        path: source.path().to_path_buf(),
+    };
+    for backend in backends("dup").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        // Two data movers of one backup at once: the first is held after its first chunk
+        // (packed, not yet indexed) while the second runs whole, so each stores the chunks.
+        let (reached, reached_rx) = std::sync::mpsc::channel::<()>();
+        let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
+        let resume_rx = std::sync::Mutex::new(resume_rx);
+        let held = std::sync::atomic::AtomicBool::new(false);
+        let (first_repo, first_volume) = (repo.clone(), volume("a"));
+        let first = tokio::spawn(async move {
+            first_repo
+                .backup_volume(
+                    "b1",
+                    &first_volume,
+                    &BackupOptions::default(),
+                    None,
+                    &|_| {
+                        if !held.swap(true, Ordering::SeqCst) {
+                            reached.send(()).unwrap();
+                            resume_rx.lock().unwrap().recv().unwrap();
+                        }
+                    },
+                    &|_| {},
+                )
+                .await
+        });
+        tokio::task::spawn_blocking(move || reached_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let b = repo
+            .backup_volume(
+                "b1",
+                &volume("b"),
+                &BackupOptions::default(),
+                None,
+                &|_| {},
+                &|_| {},
+            )
+            .await
+            .unwrap();
+        resume.send(()).unwrap();
+        let a = first.await.unwrap().unwrap();
+        assert_eq!(
+            (a.progress.chunks_uploaded, b.progress.chunks_uploaded),
+            (a.record.chunks, a.record.chunks),
+            "{name}: each stored every chunk"
+        );
+        repo.finalize_backup("b1", "t", Default::default())
+            .await
+            .unwrap();
+        let store = backend.location.open().unwrap();
+        let packs = |store: Arc<dyn ObjectStore>| async move {
+            let listed: Vec<_> = store
+                .list(Some(&ObjectPath::from("packs")))
+                .try_collect()
+                .await
+                .unwrap();
+            listed.len()
+        };
+        assert_eq!(packs(store.clone()).await, 2, "{name}");
+        let report = repo
+            .collect_garbage(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(report.packs_deleted, 1, "{name}: {report:?}");
+        assert_eq!(report.deleted, a.record.chunks, "{name}: {report:?}");
+        assert_eq!(packs(store.clone()).await, 1, "{name}");
+        let report = repo.verify("b1", 4).await.unwrap();
+        assert!(report.is_ok(), "{name}: {:?}", report.problems);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next_backup_sends_again()
  {
