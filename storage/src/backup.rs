@@ -387,7 +387,7 @@ impl Repository {
         // last holder.
         *known = std::mem::take(&mut *shared_known.lock().unwrap_or_else(PoisonError::into_inner));
         walked?;
-        self.flush_packs(&packer).await?;
+        self.finish_packs(&packer).await?;
         reader.await.map_err(|err| Error::Io {
             action: "the reading thread failed in",
             path: volume.path.clone(),

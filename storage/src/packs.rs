@@ -175,12 +175,14 @@ impl OpenPack {
     }
 }
 
-/// The packs of one backup run: the one being filled, and those uploaded but not yet in an
-/// index object. Shared by the uploads in flight.
+/// The packs of one backup run: the one being filled, those uploaded but not yet in an index
+/// object, and those the run's checkpoints indexed (with the index objects they wrote, which
+/// the run's last index replaces). Shared by the uploads in flight.
 #[derive(Debug, Default)]
 pub(crate) struct Packer {
     open: Mutex<OpenPack>,
     uploaded: Mutex<Vec<IndexedPack>>,
+    indexed: Mutex<(Vec<IndexedPack>, Vec<String>)>,
 }
 
 impl Packer {
@@ -206,6 +208,17 @@ impl Packer {
 
     fn take_uploaded(&self) -> Vec<IndexedPack> {
         std::mem::take(&mut *self.uploaded.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Records packs a checkpoint indexed, and the index object that holds them.
+    fn indexed(&self, packs: Vec<IndexedPack>, object: String) {
+        let mut indexed = self.indexed.lock().unwrap_or_else(PoisonError::into_inner);
+        indexed.0.extend(packs);
+        indexed.1.push(object);
+    }
+
+    fn take_indexed(&self) -> (Vec<IndexedPack>, Vec<String>) {
+        std::mem::take(&mut *self.indexed.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -341,15 +354,46 @@ impl Repository {
     }
 
     /// Uploads the open pack, if any, and records every pack uploaded so far in a new index
-    /// object: after it, each chunk given to the packer before is stored and indexed (or
-    /// still in an upload in flight, indexed by a later flush).
+    /// object (a checkpoint's): after it, each chunk given to the packer before is stored and
+    /// indexed (or still in an upload in flight, indexed by a later flush).
     pub(crate) async fn flush_packs(&self, packer: &Packer) -> Result<()> {
         let open = packer.take_open();
         if !open.is_empty() {
             let uploaded = self.upload_pack(open).await?;
             packer.uploaded(uploaded);
         }
-        self.write_index(packer.take_uploaded()).await?;
+        let packs = packer.take_uploaded();
+        if let Some(object) = self.write_index(packs.clone()).await? {
+            packer.indexed(packs, object);
+        }
+        Ok(())
+    }
+
+    /// Ends a run's packing (no upload is in flight any more): uploads the open pack and
+    /// writes one index object of every pack the run stored, then deletes the index objects
+    /// its checkpoints wrote, which that one holds whole. A run of an hour leaves one index
+    /// object, not one per checkpoint. The new object is written first, so a failure at any
+    /// point leaves every pack indexed; a checkpoint object that cannot be deleted only waits
+    /// for the next garbage collection, which merges all index objects into one.
+    pub(crate) async fn finish_packs(&self, packer: &Packer) -> Result<()> {
+        let open = packer.take_open();
+        if !open.is_empty() {
+            let uploaded = self.upload_pack(open).await?;
+            packer.uploaded(uploaded);
+        }
+        let (mut packs, checkpoints) = packer.take_indexed();
+        let uploaded = packer.take_uploaded();
+        if uploaded.is_empty() && checkpoints.len() <= 1 {
+            // One object (or none, when nothing was stored) already holds the run's packs.
+            return Ok(());
+        }
+        packs.extend(uploaded);
+        self.write_index(packs).await?;
+        for object in checkpoints {
+            if let Err(err) = self.delete_object(object.clone()).await {
+                tracing::warn!(%object, %err, "a checkpoint's index object could not be deleted");
+            }
+        }
         Ok(())
     }
 

@@ -168,6 +168,46 @@ async fn finalize_names_a_missing_chunk_and_writes_no_manifest() {
 }
 
 #[tokio::test]
+async fn a_run_leaves_one_index_object_however_many_checkpoints_it_made() {
+    let source = tempfile::tempdir().unwrap();
+    for i in 0..6 {
+        std::fs::write(
+            source.path().join(format!("f{i}.bin")),
+            noise(300_000, 60 + i),
+        )
+        .unwrap();
+    }
+    for backend in backends("one-index").await {
+        let name = backend.name;
+        let repo = Repository::init(&backend.location, PASSPHRASE, TEST_KDF)
+            .await
+            .unwrap();
+        let volume = VolumeSource {
+            name: "v".into(),
+            path: source.path().to_path_buf(),
+        };
+        let checkpoints = std::sync::atomic::AtomicUsize::new(0);
+        repo.backup_volume("b1", &volume, &options(), None, &|_| {}, &|_| {
+            checkpoints.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await
+        .unwrap();
+        // Every checkpoint wrote an index object; the run's last one replaced them.
+        assert!(checkpoints.into_inner() >= 6, "{name}");
+        let store = backend.location.open().unwrap();
+        let index: Vec<_> =
+            futures::TryStreamExt::try_collect(store.list(Some(&ObjectPath::from("index"))))
+                .await
+                .unwrap();
+        assert_eq!(index.len(), 1, "{name}: {index:?}");
+        repo.finalize_backup("b1", "t", BTreeMap::new())
+            .await
+            .unwrap();
+        assert!(repo.verify("b1", 4).await.unwrap().is_ok(), "{name}");
+    }
+}
+
+#[tokio::test]
 async fn an_interrupted_volume_backup_resumes_from_its_checkpoint_without_rereading() {
     let source = tempfile::tempdir().unwrap();
     for i in 0..12 {
