@@ -51,7 +51,7 @@ impl Repository {
             let mut out = Vec::with_capacity(read.parts.len());
             for part in &read.parts {
                 let data = self.read_chunk(stored, &part.chunk.id, part.path).await?;
-                out.push((part.file, checked_length(data, part)?));
+                out.push((part.file, checked_length(data, part.chunk, part.path)?));
             }
             return Ok(out);
         };
@@ -78,14 +78,7 @@ impl Repository {
                 .map(|(file, path, chunk, offset, length)| {
                     let sealed = &bytes[offset as usize..(offset + length) as usize];
                     let data = open_chunk(&key, &chunk.id, sealed, &place(&chunk.id), &path)?;
-                    let part = Part {
-                        file,
-                        path: &path,
-                        chunk: &chunk,
-                        offset,
-                        length,
-                    };
-                    Ok((file, checked_length(data, &part)?))
+                    Ok((file, checked_length(data, &chunk, &path)?))
                 })
                 .collect()
         })
@@ -217,18 +210,13 @@ fn open_chunk(
 }
 
 /// The chunk's content, when it is as long as the tree says.
-fn checked_length(data: Vec<u8>, part: &Part<'_>) -> Result<Vec<u8>> {
-    if data.len() == part.chunk.len as usize {
+fn checked_length(data: Vec<u8>, chunk: &ChunkRef, path: &str) -> Result<Vec<u8>> {
+    if data.len() == chunk.len as usize {
         Ok(data)
     } else {
         Err(Error::Corrupt {
-            object: names::chunk(&part.chunk.id),
-            what: format!(
-                "{} bytes where file {} needs {}",
-                data.len(),
-                part.path,
-                part.chunk.len
-            ),
+            object: names::chunk(&chunk.id),
+            what: format!("{} bytes where file {path} needs {}", data.len(), chunk.len),
         })
     }
 }

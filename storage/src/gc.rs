@@ -462,7 +462,7 @@ impl Repository {
             // The new index first: were the collection to stop after it, the old objects name
             // packs that are either still there or gone (and then not counted), never a pack
             // the new index lacks.
-            self.write_index(survivors).await?;
+            self.write_index(&survivors).await?;
             for (name, _) in &index.objects {
                 self.delete_object(name.clone()).await?;
             }

@@ -55,9 +55,15 @@ pub(crate) struct IndexedPack {
 }
 
 /// The body of an index object.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct IndexBody {
     pub(crate) packs: Vec<IndexedPack>,
+}
+
+/// [`IndexBody`] as it is written, over packs the writer keeps.
+#[derive(Serialize)]
+struct IndexBodyOut<'a> {
+    packs: &'a [IndexedPack],
 }
 
 /// Bytes of one chunk's record in a pack header: its id, then the length of its sealed bytes
@@ -294,12 +300,12 @@ impl Repository {
     }
 
     /// Writes an index object recording `packs`; nothing when there are none.
-    pub(crate) async fn write_index(&self, packs: Vec<IndexedPack>) -> Result<Option<String>> {
+    pub(crate) async fn write_index(&self, packs: &[IndexedPack]) -> Result<Option<String>> {
         if packs.is_empty() {
             return Ok(None);
         }
         let name = names::index(&uuid::Uuid::new_v4().simple().to_string());
-        let body = serde_json::to_vec(&IndexBody { packs }).map_err(|err| Error::Corrupt {
+        let body = serde_json::to_vec(&IndexBodyOut { packs }).map_err(|err| Error::Corrupt {
             object: name.clone(),
             what: format!("cannot encode: {err}"),
         })?;
@@ -363,7 +369,7 @@ impl Repository {
             packer.uploaded(uploaded);
         }
         let packs = packer.take_uploaded();
-        if let Some(object) = self.write_index(packs.clone()).await? {
+        if let Some(object) = self.write_index(&packs).await? {
             packer.indexed(packs, object);
         }
         Ok(())
@@ -388,7 +394,7 @@ impl Repository {
             return Ok(());
         }
         packs.extend(uploaded);
-        self.write_index(packs).await?;
+        self.write_index(&packs).await?;
         for object in checkpoints {
             if let Err(err) = self.delete_object(object.clone()).await {
                 tracing::warn!(%object, %err, "a checkpoint's index object could not be deleted");
@@ -407,6 +413,16 @@ impl Repository {
     /// diagnostics and tests.
     pub async fn locate_chunks(&self, ids: &[&str]) -> Result<Vec<Option<(String, Range<u64>)>>> {
         let index = self.chunk_index().await?;
+        self.locate_in(&index, ids).await
+    }
+
+    /// Where each of `ids` is stored according to `index` (a chunk object's size is asked of
+    /// the store).
+    async fn locate_in(
+        &self,
+        index: &ChunkIndex,
+        ids: &[&str],
+    ) -> Result<Vec<Option<(String, Range<u64>)>>> {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             found.push(match index.place(id) {
@@ -441,7 +457,7 @@ impl Repository {
         let index = self.chunk_index().await?;
         let ids: Vec<&str> = index.places.keys().map(String::as_str).collect();
         Ok(self
-            .locate_chunks(&ids)
+            .locate_in(&index, &ids)
             .await?
             .into_iter()
             .zip(&ids)

@@ -72,7 +72,7 @@ impl Repository {
                 names::chunk(&chunk.id)
             ));
         }
-        jobs.sort_by_key(|(chunk, _)| match index.place(&chunk.id) {
+        jobs.sort_by_cached_key(|(chunk, _)| match index.place(&chunk.id) {
             Some(ChunkPlace::Packed { pack, offset, .. }) => (Some(pack.clone()), *offset),
             _ => (None, 0),
         });
