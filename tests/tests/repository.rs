@@ -613,6 +613,38 @@ async fn a_truncated_or_corrupted_manifest_is_reported_and_nothing_is_restored()
     }
 }
 
+/// Runs `work` with the repository at `location` opened anew (connections of its own), on a
+/// runtime of its own on a thread of its own. A test that holds the work inside a callback (a
+/// blocking wait) then blocks only that runtime: none of the test runtime's tasks, such as the
+/// connections of the test's own repository, can be parked on the blocked thread.
+fn on_own_runtime<T, F>(
+    location: Location,
+    work: impl FnOnce(Repository) -> F + Send + 'static,
+) -> std::thread::JoinHandle<T>
+where
+    F: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let repo = Repository::open(&location, PASSPHRASE).await.unwrap();
+            work(repo).await
+        })
+    })
+}
+
+/// What a thread of [`on_own_runtime`] returned, waited for off the test's runtime.
+async fn joined<T: Send + 'static>(thread: std::thread::JoinHandle<T>) -> T {
+    tokio::task::spawn_blocking(move || thread.join().unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running_backup() {
     let shared = tempfile::tempdir().unwrap();
@@ -656,9 +688,8 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
         let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
         let resume_rx = std::sync::Mutex::new(resume_rx);
         let held = std::sync::atomic::AtomicBool::new(false);
-        let backup_repo = repo.clone();
         let shared_path = shared.path().to_path_buf();
-        let running = tokio::spawn(async move {
+        let running = on_own_runtime(backend.location.clone(), move |backup_repo| async move {
             backup_repo
                 .backup(
                     "running",
@@ -684,7 +715,7 @@ async fn garbage_collection_sweeps_only_unreferenced_chunks_and_spares_a_running
         assert_eq!(during.deleted, 0, "{name}: {during:?}");
         assert_eq!(during.postponed_by.len(), 1, "{name}: {during:?}");
         resume.send(()).unwrap();
-        let summary = running.await.unwrap().unwrap();
+        let summary = joined(running).await.unwrap();
         assert_eq!(
             summary.progress.chunks_uploaded, 0,
             "{name}: the running backup reused the stored chunks"
@@ -835,8 +866,8 @@ async fn garbage_collection_drops_the_second_copy_of_chunks_two_runs_stored_at_o
         let (resume, resume_rx) = std::sync::mpsc::channel::<()>();
         let resume_rx = std::sync::Mutex::new(resume_rx);
         let held = std::sync::atomic::AtomicBool::new(false);
-        let (first_repo, first_volume) = (repo.clone(), volume("a"));
-        let first = tokio::spawn(async move {
+        let first_volume = volume("a");
+        let first = on_own_runtime(backend.location.clone(), move |first_repo| async move {
             first_repo
                 .backup_volume(
                     "b1",
@@ -868,7 +899,7 @@ async fn garbage_collection_drops_the_second_copy_of_chunks_two_runs_stored_at_o
             .await
             .unwrap();
         resume.send(()).unwrap();
-        let a = first.await.unwrap().unwrap();
+        let a = joined(first).await.unwrap();
         assert_eq!(
             (a.progress.chunks_uploaded, b.progress.chunks_uploaded),
             (a.record.chunks, a.record.chunks),
