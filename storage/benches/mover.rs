@@ -214,9 +214,11 @@ fn files(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// FastCDC + keyed BLAKE3 + zstd on every core over the dataset held in memory (read before the
-/// clock starts), nothing stored: the ceiling of the work a backup does on each byte.
+/// FastCDC (at a new repository's sizes) + keyed BLAKE3 + zstd on every core over the dataset
+/// held in memory (read before the clock starts), nothing stored: the ceiling of the work a
+/// backup does on each byte.
 fn ceiling(root: &Path) -> (f64, u64) {
+    let sizes = stowage_storage::ChunkSizes::DEFAULT;
     let all = files(root);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Each thread's share, read into memory first.
@@ -240,9 +242,9 @@ fn ceiling(root: &Path) -> (f64, u64) {
                     for content in share {
                         for chunk in fastcdc::v2020::FastCDC::new(
                             content,
-                            512 * 1024,
-                            1024 * 1024,
-                            8 * 1024 * 1024,
+                            sizes.min as usize,
+                            sizes.avg as usize,
+                            sizes.max as usize,
                         ) {
                             let data = &content[chunk.offset..chunk.offset + chunk.length];
                             std::hint::black_box(blake3::keyed_hash(&key, data));

@@ -34,7 +34,7 @@ use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
 /// Chunks waiting between the reading thread and the uploads; with the uploads in flight this
-/// bounds memory to about `(QUEUE + concurrency) × MAX_CHUNK`.
+/// bounds memory to about `(QUEUE + concurrency)` largest chunks (see [`crate::ChunkSizes`]).
 const QUEUE: usize = 4;
 
 /// How a backup runs.
@@ -302,7 +302,8 @@ impl Repository {
             .unwrap_or_default();
         let (sender, receiver) = mpsc::channel(QUEUE);
         let root = volume.path.clone();
-        let reader = tokio::task::spawn_blocking(move || walk(&root, &reusable, &sender));
+        let chunker = Chunker::new(self.chunk_sizes());
+        let reader = tokio::task::spawn_blocking(move || walk(&root, chunker, &reusable, &sender));
 
         // The reading thread only reads and cuts; naming (keyed BLAKE3), sealing and packing
         // run for several chunks at once on the blocking pool, so hashing and compressing use
@@ -462,9 +463,13 @@ impl Repository {
 
 /// Walks `root` (sorted, not following symlinks) and sends chunks and entries. Runs on a
 /// blocking thread; stops early when the receiver is gone.
-fn walk(root: &Path, reusable: &HashMap<String, Entry>, sender: &mpsc::Sender<Item>) -> Result<()> {
+fn walk(
+    root: &Path,
+    mut chunker: Chunker,
+    reusable: &HashMap<String, Entry>,
+    sender: &mpsc::Sender<Item>,
+) -> Result<()> {
     let mut first_names: HashMap<(u64, u64), String> = HashMap::new();
-    let mut chunker = Chunker::new();
     let walker = walkdir::WalkDir::new(root)
         .min_depth(1)
         .follow_links(false)

@@ -1,35 +1,100 @@
 //! Cutting file content into content-defined chunks (FastCDC, the 2020 variant, normalization
-//! level 1, the crate's default gear table) through one buffer that a whole walk reuses.
+//! level 1, the crate's default gear table) through one buffer that a whole walk reuses, and the
+//! chunk sizes a repository records in its config.
 //!
 //! `fastcdc`'s own `StreamCDC` allocates a buffer per file and shifts what is left of it after
 //! every chunk; here the buffer is allocated once, holds four largest chunks, and is compacted
 //! only when less than one largest chunk is left in it, so each byte is copied about once
 //! (into the chunk handed out). The cut points are the ones `StreamCDC` finds: each cut is
-//! searched in at least `MAX_CHUNK` bytes, or in all that is left of the file.
+//! searched in at least `max` bytes, or in all that is left of the file.
 
 use std::io::{self, Read};
 
 use fastcdc::v2020::{self, Normalization};
+use serde::{Deserialize, Serialize};
 
-/// FastCDC sizes: chunks of 512 KiB to 8 MiB, 1 MiB on average.
-pub(crate) const MIN_CHUNK: usize = 512 * 1024;
-pub(crate) const AVG_CHUNK: usize = 1024 * 1024;
-pub(crate) const MAX_CHUNK: usize = 8 * 1024 * 1024;
+/// The sizes FastCDC cuts to, in bytes. A repository records them in its config when it is
+/// created, and every backup into it cuts with them, so that the same content always makes the
+/// same chunks there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSizes {
+    /// No chunk is smaller, except the last of a file.
+    pub min: u32,
+    /// The size chunks tend to.
+    pub avg: u32,
+    /// No chunk is larger.
+    pub max: u32,
+}
+
+impl ChunkSizes {
+    /// Sizes of new repositories: 128 KiB to 2 MiB, 256 KiB on average. A change in a large
+    /// file costs the chunks around it, so smaller chunks make smaller incremental backups of
+    /// files rewritten in place (databases, disk images); the index and trees grow by about
+    /// 100 bytes per chunk.
+    pub const DEFAULT: Self = Self {
+        min: 128 * 1024,
+        avg: 256 * 1024,
+        max: 2 * 1024 * 1024,
+    };
+
+    /// Sizes of repositories whose config names none (created before the config recorded
+    /// them): 512 KiB to 8 MiB, 1 MiB on average.
+    pub const UNRECORDED: Self = Self {
+        min: 512 * 1024,
+        avg: 1024 * 1024,
+        max: 8 * 1024 * 1024,
+    };
+
+    /// Checks that FastCDC can cut to these sizes: even, in its bounds, and
+    /// `min < avg < max`. The error says which size is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let bounds = [
+            ("min", self.min, v2020::MINIMUM_MIN, v2020::MINIMUM_MAX),
+            ("avg", self.avg, v2020::AVERAGE_MIN, v2020::AVERAGE_MAX),
+            ("max", self.max, v2020::MAXIMUM_MIN, v2020::MAXIMUM_MAX),
+        ];
+        for (name, value, low, high) in bounds {
+            let value = value as usize;
+            if !(low..=high).contains(&value) || !value.is_multiple_of(2) {
+                return Err(format!(
+                    "chunk size {name} = {value} must be an even number of bytes from {low} to {high}"
+                ));
+            }
+        }
+        if !(self.min < self.avg && self.avg < self.max) {
+            return Err(format!(
+                "chunk sizes must grow from min to avg to max, not {} / {} / {}",
+                self.min, self.avg, self.max
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The reusable buffer holds this many largest chunks.
 const BUFFER_CHUNKS: usize = 4;
 
 /// Cuts sources into chunks; one per reading thread.
 pub(crate) struct Chunker {
     buffer: Vec<u8>,
+    min: usize,
+    avg: usize,
+    max: usize,
     mask_s: u64,
     mask_l: u64,
 }
 
 impl Chunker {
-    pub(crate) fn new() -> Self {
-        let (mask_s, mask_l) = v2020::select_masks(AVG_CHUNK, Normalization::Level1);
+    /// A chunker cutting to `sizes`, which [`ChunkSizes::check`] has accepted (a repository
+    /// checks its config's when it opens).
+    pub(crate) fn new(sizes: ChunkSizes) -> Self {
+        let (min, avg, max) = (sizes.min as usize, sizes.avg as usize, sizes.max as usize);
+        let (mask_s, mask_l) = v2020::select_masks(avg, Normalization::Level1);
         Self {
-            buffer: vec![0; BUFFER_CHUNKS * MAX_CHUNK],
+            buffer: vec![0; BUFFER_CHUNKS * max],
+            min,
+            avg,
+            max,
             mask_s,
             mask_l,
         }
@@ -45,7 +110,7 @@ impl Chunker {
         let (mut start, mut end, mut eof) = (0usize, 0usize, false);
         let mut total = 0u64;
         loop {
-            if !eof && end - start < MAX_CHUNK {
+            if !eof && end - start < self.max {
                 self.buffer.copy_within(start..end, 0);
                 end -= start;
                 start = 0;
@@ -63,9 +128,9 @@ impl Chunker {
             }
             let (_, cut) = v2020::cut(
                 &self.buffer[start..end],
-                MIN_CHUNK,
-                AVG_CHUNK,
-                MAX_CHUNK,
+                self.min,
+                self.avg,
+                self.max,
                 self.mask_s,
                 self.mask_l,
                 self.mask_s << 1,
@@ -85,12 +150,12 @@ impl Chunker {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
     /// Deterministic bytes that are not all alike, so FastCDC finds cut points in them.
-    fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    pub(crate) fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
         (0..len)
             .map(|_| {
                 state ^= state << 13;
@@ -119,23 +184,34 @@ mod tests {
     #[test]
     fn the_cuts_are_those_of_fastcdc_over_the_whole_content() {
         let data = pseudo_random(45 * 1024 * 1024 + 123, 0x9e37_79b9_7f4a_7c15);
-        let expected: Vec<usize> = v2020::FastCDC::new(&data, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK)
-            .map(|chunk| chunk.length)
-            .collect();
+        for sizes in [ChunkSizes::DEFAULT, ChunkSizes::UNRECORDED] {
+            cuts_match_fastcdc(&data, sizes);
+        }
+    }
+
+    fn cuts_match_fastcdc(data: &[u8], sizes: ChunkSizes) {
+        let expected: Vec<usize> = v2020::FastCDC::new(
+            data,
+            sizes.min as usize,
+            sizes.avg as usize,
+            sizes.max as usize,
+        )
+        .map(|chunk| chunk.length)
+        .collect();
         assert!(expected.len() > 20, "{} chunks", expected.len());
 
-        let mut chunker = Chunker::new();
+        let mut chunker = Chunker::new(sizes);
         for step in [usize::MAX, 1024 * 1024 + 17] {
             let mut lengths = Vec::new();
             let mut joined = Vec::new();
             let total = chunker
-                .chunk(Trickle { data: &data, step }, |chunk| {
+                .chunk(Trickle { data, step }, |chunk| {
                     lengths.push(chunk.len());
                     joined.extend_from_slice(&chunk);
                     true
                 })
                 .unwrap();
-            assert_eq!(lengths, expected, "read {step} bytes at a time");
+            assert_eq!(lengths, expected, "{sizes:?}, read {step} bytes at a time");
             assert_eq!(total, data.len() as u64);
             assert!(joined == data, "the chunks put together are the content");
         }
@@ -166,7 +242,7 @@ mod tests {
     fn emit_returning_false_stops_the_reading() {
         let data = pseudo_random(20 * 1024 * 1024, 7);
         let mut seen = 0;
-        let total = Chunker::new()
+        let total = Chunker::new(ChunkSizes::DEFAULT)
             .chunk(&data[..], |_| {
                 seen += 1;
                 false
@@ -174,5 +250,26 @@ mod tests {
             .unwrap();
         assert_eq!(seen, 1);
         assert!(total < data.len() as u64);
+    }
+
+    #[test]
+    fn sizes_fastcdc_cannot_cut_to_are_named() {
+        assert_eq!(ChunkSizes::DEFAULT.check(), Ok(()));
+        assert_eq!(ChunkSizes::UNRECORDED.check(), Ok(()));
+        let odd = ChunkSizes {
+            avg: 256 * 1024 + 1,
+            ..ChunkSizes::DEFAULT
+        };
+        assert!(odd.check().unwrap_err().contains("avg = 262145"));
+        let huge = ChunkSizes {
+            max: 64 * 1024 * 1024,
+            ..ChunkSizes::DEFAULT
+        };
+        assert!(huge.check().unwrap_err().contains("max = 67108864"));
+        let upside_down = ChunkSizes {
+            min: 512 * 1024,
+            ..ChunkSizes::DEFAULT
+        };
+        assert!(upside_down.check().unwrap_err().contains("must grow"));
     }
 }

@@ -31,6 +31,7 @@ mod verify;
 pub use backup::{
     BackupOptions, BackupSummary, Progress, VolumeCheckpoint, VolumeSource, VolumeSummary,
 };
+pub use chunker::ChunkSizes;
 pub use crypto::KdfParams;
 pub use delete::RemovedBackup;
 pub use error::{Error, Result};

@@ -522,9 +522,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::backup::{BackupOptions, VolumeSource};
+    use crate::chunker::ChunkSizes;
+    use crate::chunker::tests::pseudo_random;
     use crate::crypto::KdfParams;
     use crate::location::{Location, LocationKind};
     use crate::repository::{CONFIG_OBJECT, FORMAT_VERSION};
+    use crate::tree::EntryKind;
 
     const KDF: KdfParams = KdfParams {
         memory_kib: 256,
@@ -585,8 +588,14 @@ mod tests {
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
         config["version"] = 1.into();
+        config
+            .as_object_mut()
+            .unwrap()
+            .remove("chunk_sizes")
+            .unwrap();
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
         let repo = Repository::open(&location, "pass").await.unwrap();
+        assert_eq!(repo.chunk_sizes(), ChunkSizes::UNRECORDED);
         let content = b"written by a version-1 backup".repeat(100);
         let id = repo.key().chunk_id(&content).to_hex().to_string();
         repo.put_object(Kind::Chunk, &names::chunk(&id), &content)
@@ -605,6 +614,11 @@ mod tests {
         let source = tempfile::tempdir().unwrap();
         std::fs::write(source.path().join("f"), &content).unwrap();
         std::fs::write(source.path().join("g"), b"new content").unwrap();
+        std::fs::write(
+            source.path().join("h"),
+            pseudo_random(6 << 20, 0x9e37_79b9_7f4a_7c15),
+        )
+        .unwrap();
         let summary = repo
             .backup(
                 "b1",
@@ -623,9 +637,24 @@ mod tests {
                 summary.progress.chunks_reused,
                 summary.progress.chunks_uploaded
             ),
-            (1, 1)
+            (1, 1 + chunk_lengths(&repo, "b1", "h").await.len() as u64)
         );
         assert_eq!(config_version(root.path()), u64::from(FORMAT_VERSION));
+        // Its content was cut to the sizes such repositories were always cut to, and raising
+        // the version recorded them.
+        let lengths = chunk_lengths(&repo, "b1", "h").await;
+        assert!(
+            lengths[..lengths.len() - 1]
+                .iter()
+                .all(|&len| len >= ChunkSizes::UNRECORDED.min),
+            "{lengths:?}"
+        );
+        let raised: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        assert_eq!(
+            serde_json::from_value::<ChunkSizes>(raised["chunk_sizes"].clone()).unwrap(),
+            ChunkSizes::UNRECORDED
+        );
         assert!(repo.verify("b1", 2).await.unwrap().is_ok());
         let target = tempfile::tempdir().unwrap();
         repo.restore("b1", "v", target.path(), None, 2)
@@ -643,6 +672,65 @@ mod tests {
         let err = Repository::open(&location, "pass").await.unwrap_err();
         assert!(
             matches!(err, Error::UnsupportedVersion { found: 9, .. }),
+            "{err}"
+        );
+    }
+
+    /// The lengths of the chunks of file `path` in a backup's volume `v`.
+    async fn chunk_lengths(repo: &Repository, backup: &str, path: &str) -> Vec<u32> {
+        let tree = repo.volume_tree(backup, "v").await.unwrap();
+        let entry = tree.entries.iter().find(|e| e.path == path).unwrap();
+        match &entry.kind {
+            EntryKind::File { chunks, .. } => chunks.iter().map(|c| c.len).collect(),
+            other => panic!("{path} is {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_repository_records_its_chunk_sizes_and_cuts_to_them() {
+        let root = tempfile::tempdir().unwrap();
+        let location = Location {
+            kind: LocationKind::Local {
+                root: root.path().to_path_buf(),
+            },
+            prefix: "r".into(),
+        };
+        let repo = Repository::init(&location, "pass", KDF).await.unwrap();
+        assert_eq!(repo.chunk_sizes(), ChunkSizes::DEFAULT);
+        let source = tempfile::tempdir().unwrap();
+        std::fs::write(
+            source.path().join("h"),
+            pseudo_random(6 << 20, 0x9e37_79b9_7f4a_7c15),
+        )
+        .unwrap();
+        let volumes = [VolumeSource {
+            name: "v".into(),
+            path: source.path().to_path_buf(),
+        }];
+        repo.backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        let lengths = chunk_lengths(&repo, "b1", "h").await;
+        let sizes = ChunkSizes::DEFAULT;
+        assert!(lengths.len() >= 6, "{lengths:?}");
+        assert!(
+            lengths[..lengths.len() - 1]
+                .iter()
+                .all(|&len| (sizes.min..=sizes.max).contains(&len)),
+            "{lengths:?}"
+        );
+
+        // Sizes FastCDC cannot cut to make the config corrupt, by name.
+        let config_path = root.path().join("r").join(CONFIG_OBJECT);
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+        assert_eq!(config["chunk_sizes"]["avg"], 256 * 1024);
+        config["chunk_sizes"]["max"] = (64u64 << 20).into();
+        std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let err = Repository::open(&location, "pass").await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { object, what }
+                if object == CONFIG_OBJECT && what.contains("max = 67108864")),
             "{err}"
         );
     }

@@ -15,6 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+use crate::chunker::ChunkSizes;
 use crate::crypto::{self, KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -47,6 +48,13 @@ struct RepoConfig {
     salt: String,
     /// The master key sealed under the passphrase's key, base64.
     master_key: String,
+    /// The sizes file content is cut to; [`ChunkSizes::UNRECORDED`] when absent.
+    #[serde(default = "unrecorded_chunk_sizes")]
+    chunk_sizes: ChunkSizes,
+}
+
+fn unrecorded_chunk_sizes() -> ChunkSizes {
+    ChunkSizes::UNRECORDED
 }
 
 /// Chunks a repository may hold for [`Repository::stored_chunks`] to list them in one go.
@@ -63,6 +71,8 @@ pub struct Repository {
     description: String,
     /// The format version of its config, raised to [`FORMAT_VERSION`] by the first backup.
     version: Arc<AtomicU32>,
+    /// What backups into it cut file content to.
+    chunk_sizes: ChunkSizes,
 }
 
 impl std::fmt::Debug for Repository {
@@ -110,6 +120,7 @@ impl Repository {
             kdf,
             salt: BASE64.encode(salt),
             master_key: BASE64.encode(sealed),
+            chunk_sizes: ChunkSizes::DEFAULT,
         };
         let body = serde_json::to_vec_pretty(&config).map_err(|err| Error::Corrupt {
             object: CONFIG_OBJECT.into(),
@@ -143,6 +154,7 @@ impl Repository {
             id,
             description,
             version: Arc::new(AtomicU32::new(FORMAT_VERSION)),
+            chunk_sizes: config.chunk_sizes,
         })
     }
 
@@ -187,6 +199,7 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
+        config.chunk_sizes.check().map_err(corrupt)?;
         let salt = BASE64
             .decode(&config.salt)
             .map_err(|err| corrupt(format!("salt: {err}")))?;
@@ -207,6 +220,7 @@ impl Repository {
             id: config.id,
             description,
             version: Arc::new(AtomicU32::new(config.version)),
+            chunk_sizes: config.chunk_sizes,
         })
     }
 
@@ -242,6 +256,11 @@ impl Repository {
     /// The repository's random id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The sizes backups into this repository cut file content to.
+    pub fn chunk_sizes(&self) -> ChunkSizes {
+        self.chunk_sizes
     }
 
     /// The location, for messages.
