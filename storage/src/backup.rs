@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::Packer;
+use crate::packs::{ChunkKey, Packer, chunk_key};
 use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
@@ -167,7 +167,7 @@ impl Repository {
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
             self.raise_format_version().await?;
-            let mut known = self.chunk_index().await?.ids();
+            let mut known = self.chunk_index().await?.keys();
             let mut totals = Progress::default();
             for volume in volumes {
                 self.backup_volume_locked(
@@ -223,7 +223,7 @@ impl Repository {
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
             self.raise_format_version().await?;
-            let mut known = self.chunk_index().await?.ids();
+            let mut known = self.chunk_index().await?.keys();
             let mut totals = Progress::default();
             let record = self
                 .backup_volume_locked(
@@ -279,7 +279,7 @@ impl Repository {
         volume: &VolumeSource,
         options: &BackupOptions,
         resume: Option<&VolumeCheckpoint>,
-        known: &mut HashSet<String>,
+        known: &mut HashSet<ChunkKey>,
         totals: &mut Progress,
         progress: &(dyn Fn(&Progress) + Send + Sync),
         checkpoint: &(dyn Fn(&VolumeCheckpoint) + Send + Sync),
@@ -291,9 +291,9 @@ impl Repository {
                     .entries
                     .iter()
                     .filter(|entry| match &entry.kind {
-                        EntryKind::File { chunks, .. } => {
-                            chunks.iter().all(|chunk| known.contains(&chunk.id))
-                        }
+                        EntryKind::File { chunks, .. } => chunks.iter().all(|chunk| {
+                            chunk_key(&chunk.id).is_some_and(|key| known.contains(&key))
+                        }),
                         _ => false,
                     })
                     .map(|entry| (entry.path.clone(), entry.clone()))
@@ -420,14 +420,14 @@ impl Repository {
     async fn store_chunk(
         &self,
         data: Vec<u8>,
-        known: Arc<Mutex<HashSet<String>>>,
+        known: Arc<Mutex<HashSet<ChunkKey>>>,
         packer: &Packer,
     ) -> Result<Outcome> {
         let key = self.key().clone();
         let (chunk, sealed) = tokio::task::spawn_blocking(move || {
-            let id = key.chunk_id(&data).to_hex().to_string();
+            let id = key.chunk_id(&data);
             let chunk = ChunkRef {
-                id: id.clone(),
+                id: id.to_hex().to_string(),
                 len: data.len() as u32,
             };
             let new = known
@@ -444,15 +444,14 @@ impl Repository {
             } else {
                 None
             };
-            Ok::<_, Error>((chunk, sealed))
+            Ok::<_, Error>((chunk, sealed.map(|sealed| (id, sealed))))
         })
         .await
         .map_err(|err| Error::Random(format!("sealing thread failed: {err}")))??;
         let uploaded = match sealed {
-            Some(sealed) => {
+            Some((id, sealed)) => {
                 let sent = sealed.len() as u64;
-                self.pack_chunk(packer, chunk.id.clone(), Bytes::from(sealed))
-                    .await?;
+                self.pack_chunk(packer, id, Bytes::from(sealed)).await?;
                 Some(sent)
             }
             None => None,

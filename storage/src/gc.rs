@@ -26,7 +26,9 @@ use tracing::{info, instrument};
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::{ChunkIndex, IndexedPack, OpenPack, PACK_TARGET, PackedChunk};
+use crate::packs::{
+    ChunkIndex, ChunkKey, IndexedPack, OpenPack, PACK_TARGET, PackedChunk, chunk_key,
+};
 use crate::repository::Repository;
 use crate::tree::{EntryKind, Tree};
 
@@ -334,8 +336,8 @@ impl Repository {
             .await?;
         // Chunks of a version-1 repository, one object each.
         for meta in self.list(names::CHUNKS).await? {
-            let id = meta.location.filename().unwrap_or_default().to_string();
-            if referenced.contains(&id) {
+            let id = meta.location.filename().unwrap_or_default();
+            if chunk_key(id).is_some_and(|key| referenced.contains(&key)) {
                 continue;
             }
             if young(&meta) {
@@ -369,7 +371,7 @@ impl Repository {
     async fn sweep_packs(
         &self,
         index: &ChunkIndex,
-        referenced: &HashSet<String>,
+        referenced: &HashSet<ChunkKey>,
         young: &(dyn Fn(&object_store::ObjectMeta) -> bool + Sync),
         report: &mut GcReport,
     ) -> Result<Vec<String>> {
@@ -387,7 +389,7 @@ impl Repository {
         // used in the first of them by pack id; its other copies are unreferenced bytes.
         let mut listed: Vec<_> = index.listed_packs.iter().collect();
         listed.sort_by(|a, b| a.0.cmp(b.0));
-        let mut claimed: HashSet<String> = HashSet::new();
+        let mut claimed: HashSet<ChunkKey> = HashSet::new();
         for (id, meta) in listed {
             let recorded = indexed
                 .get(id.as_str())
@@ -418,7 +420,7 @@ impl Repository {
             let used: Vec<&PackedChunk> = pack
                 .chunks
                 .iter()
-                .filter(|chunk| referenced.contains(&chunk.id) && claimed.insert(chunk.id.clone()))
+                .filter(|chunk| referenced.contains(&chunk.id) && claimed.insert(chunk.id))
                 .collect();
             let unused = (pack.chunks.len() - used.len()) as u64;
             let used_bytes: u64 = used.iter().map(|chunk| chunk.length).sum();
@@ -440,7 +442,7 @@ impl Repository {
                     let sealed = self
                         .get_range_raw(&name, chunk.offset..chunk.offset + chunk.length)
                         .await?;
-                    repack.push(chunk.id.clone(), sealed);
+                    repack.push(chunk.id, sealed);
                     if repack.len() >= PACK_TARGET as u64 {
                         survivors.push(self.upload_pack(std::mem::take(&mut repack)).await?);
                     }
@@ -480,11 +482,12 @@ fn backup_of_lock(name: &str) -> Option<&str> {
     uuid.starts_with('-').then_some(backup)
 }
 
-/// Adds the chunks a tree refers to.
-fn mark(referenced: &mut HashSet<String>, tree: Tree) {
+/// Adds the chunks a tree refers to. An id that is not 64 hex digits names no stored chunk
+/// (every stored one has such an id), so it keeps nothing and is left for `verify` to report.
+fn mark(referenced: &mut HashSet<ChunkKey>, tree: Tree) {
     for entry in tree.entries {
         if let EntryKind::File { chunks, .. } = entry.kind {
-            referenced.extend(chunks.into_iter().map(|chunk| chunk.id));
+            referenced.extend(chunks.iter().filter_map(|chunk| chunk_key(&chunk.id)));
         }
     }
 }

@@ -32,11 +32,39 @@ const INDEX_READS_AT_ONCE: usize = 16;
 /// Bytes of the trailer that ends a pack: the sealed header's length, little-endian.
 const TRAILER_LEN: usize = 4;
 
+/// A chunk id as it is held in memory: the 32 bytes of the keyed BLAKE3 hash, not its 64 hex
+/// digits (a backup holds the id of every stored chunk, millions in a large repository).
+pub(crate) type ChunkKey = blake3::Hash;
+
+/// The key of chunk id `id`, or `None` when `id` is not 64 hex digits.
+pub(crate) fn chunk_key(id: &str) -> Option<ChunkKey> {
+    blake3::Hash::from_hex(id).ok()
+}
+
+/// Chunk keys as index objects write them: 64 hex digits.
+mod hex_key {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{ChunkKey, chunk_key};
+
+    pub(super) fn serialize<S: Serializer>(key: &ChunkKey, to: S) -> Result<S::Ok, S::Error> {
+        to.serialize_str(key.to_hex().as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<ChunkKey, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(from)?;
+        chunk_key(&text)
+            .ok_or_else(|| D::Error::custom(format!("chunk id `{text}` is not 64 hex digits")))
+    }
+}
+
 /// Where one chunk lies in its pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PackedChunk {
-    /// The chunk's id (keyed BLAKE3 of its content, hex).
-    pub(crate) id: String,
+    /// The chunk's id (keyed BLAKE3 of its content, written in hex).
+    #[serde(with = "hex_key")]
+    pub(crate) id: ChunkKey,
     /// Offset of its sealed bytes in the pack.
     pub(crate) offset: u64,
     /// Length of its sealed bytes.
@@ -75,11 +103,9 @@ const HEADER_RECORD_LEN: usize = 32 + 4;
 fn encode_pack_header(chunks: &[PackedChunk]) -> std::result::Result<Vec<u8>, String> {
     let mut body = Vec::with_capacity(chunks.len() * HEADER_RECORD_LEN);
     for chunk in chunks {
-        let id = blake3::Hash::from_hex(&chunk.id)
-            .map_err(|_| format!("chunk id `{}` is not 64 hex digits", chunk.id))?;
         let length = u32::try_from(chunk.length)
             .map_err(|_| format!("chunk `{}` is larger than 4 GiB", chunk.id))?;
-        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(chunk.id.as_bytes());
         body.extend_from_slice(&length.to_le_bytes());
     }
     Ok(body)
@@ -105,7 +131,7 @@ fn decode_pack_header(body: &[u8]) -> std::result::Result<Vec<PackedChunk>, Stri
             length.copy_from_slice(length_bytes);
             let length = u64::from(u32::from_le_bytes(length));
             let chunk = PackedChunk {
-                id: blake3::Hash::from_bytes(id).to_hex().to_string(),
+                id: blake3::Hash::from_bytes(id),
                 offset,
                 length,
             };
@@ -131,7 +157,7 @@ pub(crate) enum ChunkPlace {
 /// Every chunk the repository holds, and where.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkIndex {
-    places: HashMap<String, ChunkPlace>,
+    places: HashMap<ChunkKey, ChunkPlace>,
     /// The index objects read, by name, with what they hold (for garbage collection).
     pub(crate) objects: Vec<(String, IndexBody)>,
     /// Every pack listed, by id: its size and age.
@@ -141,12 +167,12 @@ pub(crate) struct ChunkIndex {
 impl ChunkIndex {
     /// Where chunk `id` is, if stored.
     pub(crate) fn place(&self, id: &str) -> Option<&ChunkPlace> {
-        self.places.get(id)
+        self.places.get(&chunk_key(id)?)
     }
 
-    /// The ids of every stored chunk.
-    pub(crate) fn ids(&self) -> HashSet<String> {
-        self.places.keys().cloned().collect()
+    /// The keys of every stored chunk.
+    pub(crate) fn keys(&self) -> HashSet<ChunkKey> {
+        self.places.keys().copied().collect()
     }
 }
 
@@ -160,7 +186,7 @@ pub(crate) struct OpenPack {
 
 impl OpenPack {
     /// Appends a sealed chunk.
-    pub(crate) fn push(&mut self, id: String, sealed: Bytes) {
+    pub(crate) fn push(&mut self, id: ChunkKey, sealed: Bytes) {
         let length = sealed.len() as u64;
         self.chunks.push(PackedChunk {
             id,
@@ -194,7 +220,7 @@ pub(crate) struct Packer {
 impl Packer {
     /// Adds a sealed chunk to the open pack; when that makes it full, takes it (for the caller
     /// to upload) and opens a new one.
-    pub(crate) fn add(&self, id: String, sealed: Bytes) -> Option<OpenPack> {
+    pub(crate) fn add(&self, id: ChunkKey, sealed: Bytes) -> Option<OpenPack> {
         // The lock is held for a push and a comparison, which do not panic.
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.push(id, sealed);
@@ -244,9 +270,12 @@ impl Repository {
                 .collect(),
             ..ChunkIndex::default()
         };
-        index
-            .places
-            .extend(loose.into_iter().map(|id| (id, ChunkPlace::Loose)));
+        // A chunk object is named by its id; anything else under `chunks/` is not a chunk.
+        index.places.extend(
+            loose
+                .iter()
+                .filter_map(|id| Some((chunk_key(id)?, ChunkPlace::Loose))),
+        );
         for (_, body) in &objects {
             for pack in &body.packs {
                 let present = index
@@ -259,7 +288,7 @@ impl Repository {
                 let name: Arc<str> = Arc::from(pack.id.as_str());
                 for chunk in &pack.chunks {
                     index.places.insert(
-                        chunk.id.clone(),
+                        chunk.id,
                         ChunkPlace::Packed {
                             pack: name.clone(),
                             offset: chunk.offset,
@@ -349,7 +378,7 @@ impl Repository {
     pub(crate) async fn pack_chunk(
         &self,
         packer: &Packer,
-        id: String,
+        id: ChunkKey,
         sealed: Bytes,
     ) -> Result<()> {
         if let Some(full) = packer.add(id, sealed) {
@@ -455,7 +484,12 @@ impl Repository {
     /// diagnostics and tests.
     pub async fn stored_chunk_sizes(&self) -> Result<BTreeMap<String, u64>> {
         let index = self.chunk_index().await?;
-        let ids: Vec<&str> = index.places.keys().map(String::as_str).collect();
+        let ids: Vec<String> = index
+            .places
+            .keys()
+            .map(|key| key.to_hex().to_string())
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         Ok(self
             .locate_in(&index, &ids)
             .await?
@@ -548,7 +582,7 @@ mod tests {
             .iter()
             .scan(0u64, |offset, (seed, length)| {
                 let chunk = PackedChunk {
-                    id: blake3::hash(&[*seed]).to_hex().to_string(),
+                    id: blake3::hash(&[*seed]),
                     offset: *offset,
                     length: *length,
                 };
@@ -561,15 +595,43 @@ mod tests {
         assert_eq!(decode_pack_header(&body).unwrap(), chunks);
         let err = decode_pack_header(&body[..body.len() - 1]).unwrap_err();
         assert!(err.contains("whole number"), "{err}");
-        let bad = PackedChunk {
-            id: "not hex".into(),
-            offset: 0,
-            length: 1,
+        let huge = PackedChunk {
+            length: 5 << 30,
+            ..chunks[0].clone()
         };
         assert!(
-            encode_pack_header(&[bad])
+            encode_pack_header(&[huge])
                 .unwrap_err()
-                .contains("not 64 hex digits")
+                .contains("larger than 4 GiB")
+        );
+    }
+
+    #[test]
+    fn an_index_writes_chunk_ids_in_hex_and_names_one_that_is_not() {
+        let pack = IndexedPack {
+            id: "p".into(),
+            size: 10,
+            chunks: vec![PackedChunk {
+                id: blake3::hash(b"c"),
+                offset: 0,
+                length: 6,
+            }],
+        };
+        let json = serde_json::to_value(IndexBodyOut {
+            packs: std::slice::from_ref(&pack),
+        })
+        .unwrap();
+        let hex = blake3::hash(b"c").to_hex().to_string();
+        assert_eq!(json["packs"][0]["chunks"][0]["id"], hex.as_str());
+        let body: IndexBody = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(body.packs, vec![pack]);
+        let mut bad = json;
+        bad["packs"][0]["chunks"][0]["id"] = "c0ffee".into();
+        let err = serde_json::from_value::<IndexBody>(bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("chunk id `c0ffee` is not 64 hex digits"),
+            "{err}"
         );
     }
 
