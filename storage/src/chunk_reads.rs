@@ -88,7 +88,7 @@ impl Repository {
 }
 
 /// The most bytes one planned read asks for (unless a single chunk is larger).
-const READ_MAX: u64 = 4 * 1024 * 1024;
+pub(crate) const READ_MAX: u64 = 4 * 1024 * 1024;
 
 /// One chunk of a file, where it lies.
 pub(crate) struct Part<'a> {

@@ -23,6 +23,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{info, instrument};
 
+use crate::chunk_reads::READ_MAX;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
@@ -438,13 +439,18 @@ impl Repository {
                 rewrite = true;
             } else if (stored - used_bytes) as f64 >= REPACK_UNUSED_SHARE * stored as f64 {
                 let name = names::pack(id);
-                for chunk in used {
-                    let sealed = self
-                        .get_range_raw(&name, chunk.offset..chunk.offset + chunk.length)
-                        .await?;
-                    repack.push(chunk.id, sealed);
-                    if repack.len() >= PACK_TARGET as u64 {
-                        survivors.push(self.upload_pack(std::mem::take(&mut repack)).await?);
+                for run in contiguous_runs(&used) {
+                    let start = used[run.start].offset;
+                    let end = used[run.end - 1].offset + used[run.end - 1].length;
+                    let bytes = self.get_range_raw(&name, start..end).await?;
+                    for chunk in &used[run] {
+                        let at = (chunk.offset - start) as usize;
+                        // Sealed as they are: their name, not their place, is what they are
+                        // bound to.
+                        repack.push(chunk.id, bytes.slice(at..at + chunk.length as usize));
+                        if repack.len() >= PACK_TARGET as u64 {
+                            survivors.push(self.upload_pack(std::mem::take(&mut repack)).await?);
+                        }
                     }
                 }
                 report.deleted += unused;
@@ -492,6 +498,26 @@ fn mark(referenced: &mut HashSet<ChunkKey>, tree: Tree) {
     }
 }
 
+/// Splits chunks of one pack, in pack order, into runs read with one request each: chunks
+/// lying one after the other, up to [`READ_MAX`] bytes a run (unless one chunk is larger).
+fn contiguous_runs(chunks: &[&PackedChunk]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for (at, chunk) in chunks.iter().enumerate() {
+        if let Some(run) = runs.last_mut() {
+            let first = chunks[run.start];
+            let last = chunks[run.end - 1];
+            if last.offset + last.length == chunk.offset
+                && chunk.offset + chunk.length - first.offset <= READ_MAX
+            {
+                run.end = at + 1;
+                continue;
+            }
+        }
+        runs.push(at..at + 1);
+    }
+    runs
+}
+
 /// Whether the object is a backup's manifest (`backups/<id>/manifest`).
 fn is_manifest(location: &Path) -> bool {
     let parts: Vec<_> = location.parts().collect();
@@ -511,5 +537,27 @@ mod tests {
         );
         assert_eq!(backup_of_lock(&format!("gc-{uuid}")), None);
         assert_eq!(backup_of_lock("backup-short"), None);
+    }
+
+    #[test]
+    fn repacking_reads_neighbouring_chunks_together_up_to_the_read_size() {
+        let chunk = |offset: u64, length: u64| PackedChunk {
+            id: blake3::hash(&offset.to_le_bytes()),
+            offset,
+            length,
+        };
+        let mib = 1024 * 1024;
+        // 0..1, 1..2 touch; a gap before 5; then 5..8 and a chunk that would pass 4 MiB.
+        let chunks = [
+            chunk(0, mib),
+            chunk(mib, mib),
+            chunk(5 * mib, 3 * mib),
+            chunk(8 * mib, mib),
+            chunk(9 * mib, mib),
+            chunk(10 * mib, 9 * mib),
+        ];
+        let used: Vec<&PackedChunk> = chunks.iter().collect();
+        assert_eq!(contiguous_runs(&used), vec![0..2, 2..4, 4..5, 5..6]);
+        assert!(contiguous_runs(&[]).is_empty());
     }
 }
