@@ -219,7 +219,7 @@ fn files(root: &Path) -> Vec<PathBuf> {
 /// held in memory (read before the clock starts), nothing stored: the ceiling of the work a
 /// backup does on each byte.
 fn ceiling(root: &Path) -> (f64, u64) {
-    let sizes = stowage_storage::ChunkSizes::DEFAULT;
+    let sizes = stowage_storage::Chunking::DEFAULT;
     let all = files(root);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     // Each thread's share, read into memory first.

@@ -34,7 +34,7 @@ use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
 /// Chunks waiting between the reading thread and the uploads; with the uploads in flight this
-/// bounds memory to about `(QUEUE + concurrency)` largest chunks (see [`crate::ChunkSizes`]).
+/// bounds memory to about `(QUEUE + concurrency)` largest chunks (see [`crate::Chunking`]).
 const QUEUE: usize = 4;
 
 /// How a backup runs.
@@ -302,7 +302,7 @@ impl Repository {
             .unwrap_or_default();
         let (sender, receiver) = mpsc::channel(QUEUE);
         let root = volume.path.clone();
-        let chunker = Chunker::new(self.chunk_sizes());
+        let chunker = self.chunker();
         let reader = tokio::task::spawn_blocking(move || walk(&root, chunker, &reusable, &sender));
 
         // The reading thread only reads and cuts; naming (keyed BLAKE3), sealing and packing

@@ -1,48 +1,66 @@
 //! Cutting file content into content-defined chunks (FastCDC, the 2020 variant, normalization
-//! level 1, the crate's default gear table) through one buffer that a whole walk reuses, and the
-//! chunk sizes a repository records in its config.
+//! level 1) through one buffer that a whole walk reuses, and how a repository's config says to
+//! cut ([`Chunking`]: the sizes and the gear table).
 //!
 //! `fastcdc`'s own `StreamCDC` allocates a buffer per file and shifts what is left of it after
 //! every chunk; here the buffer is allocated once, holds four largest chunks, and is compacted
 //! only when less than one largest chunk is left in it, so each byte is copied about once
-//! (into the chunk handed out). The cut points are the ones `StreamCDC` finds: each cut is
-//! searched in at least `max` bytes, or in all that is left of the file.
+//! (into the chunk handed out). The cut points are the ones `StreamCDC` finds with the same
+//! sizes and seed: each cut is searched in at least `max` bytes, or in all that is left of the
+//! file.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 
 use fastcdc::v2020::{self, Normalization};
 use serde::{Deserialize, Serialize};
 
-/// The sizes FastCDC cuts to, in bytes. A repository records them in its config when it is
-/// created, and every backup into it cuts with them, so that the same content always makes the
-/// same chunks there.
+/// How a repository cuts file content: FastCDC's sizes, in bytes, and its gear table. Recorded
+/// in the config when the repository is created; every backup into it cuts the same way, so the
+/// same content always makes the same chunks there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkSizes {
+pub struct Chunking {
     /// No chunk is smaller, except the last of a file.
     pub min: u32,
     /// The size chunks tend to.
     pub avg: u32,
     /// No chunk is larger.
     pub max: u32,
+    /// The table the rolling hash adds per byte.
+    pub gear: Gear,
 }
 
-impl ChunkSizes {
-    /// Sizes of new repositories: 128 KiB to 2 MiB, 256 KiB on average. A change in a large
-    /// file costs the chunks around it, so smaller chunks make smaller incremental backups of
-    /// files rewritten in place (databases, disk images); the index and trees grow by about
-    /// 100 bytes per chunk.
+/// The gear table of FastCDC's rolling hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gear {
+    /// The `fastcdc` crate's table: where chunks end depends on the content alone.
+    Fastcdc,
+    /// That table with every entry XORed with a 64-bit seed derived from the repository's
+    /// master key: where chunks end also depends on a secret, so whoever sees the lengths of
+    /// stored chunks cannot match them against the chunks a known file would make.
+    Keyed,
+}
+
+impl Chunking {
+    /// How new repositories cut: 128 KiB to 2 MiB, 256 KiB on average, keyed gear. A change
+    /// in a large file costs the chunks around it, so smaller chunks make smaller incremental
+    /// backups of files rewritten in place (databases, disk images); the index and trees grow
+    /// by about 100 bytes per chunk.
     pub const DEFAULT: Self = Self {
         min: 128 * 1024,
         avg: 256 * 1024,
         max: 2 * 1024 * 1024,
+        gear: Gear::Keyed,
     };
 
-    /// Sizes of repositories whose config names none (created before the config recorded
-    /// them): 512 KiB to 8 MiB, 1 MiB on average.
+    /// How repositories whose config says nothing cut (those created before the config
+    /// recorded it): 512 KiB to 8 MiB, 1 MiB on average, the crate's gear.
     pub const UNRECORDED: Self = Self {
         min: 512 * 1024,
         avg: 1024 * 1024,
         max: 8 * 1024 * 1024,
+        gear: Gear::Fastcdc,
     };
 
     /// Checks that FastCDC can cut to these sizes: even, in its bounds, and
@@ -82,14 +100,22 @@ pub(crate) struct Chunker {
     max: usize,
     mask_s: u64,
     mask_l: u64,
+    gear: Cow<'static, [u64]>,
+    gear_ls: Cow<'static, [u64]>,
 }
 
 impl Chunker {
-    /// A chunker cutting to `sizes`, which [`ChunkSizes::check`] has accepted (a repository
-    /// checks its config's when it opens).
-    pub(crate) fn new(sizes: ChunkSizes) -> Self {
-        let (min, avg, max) = (sizes.min as usize, sizes.avg as usize, sizes.max as usize);
+    /// A chunker cutting to the sizes of `chunking`, which [`Chunking::check`] has accepted (a
+    /// repository checks its config's when it opens), with the crate's gear table XORed with
+    /// `seed` (0: the table as it is; the caller picks the seed by `chunking.gear`).
+    pub(crate) fn new(chunking: Chunking, seed: u64) -> Self {
+        let (min, avg, max) = (
+            chunking.min as usize,
+            chunking.avg as usize,
+            chunking.max as usize,
+        );
         let (mask_s, mask_l) = v2020::select_masks(avg, Normalization::Level1);
+        let (gear, gear_ls) = v2020::get_gear_with_seed(seed);
         Self {
             buffer: vec![0; BUFFER_CHUNKS * max],
             min,
@@ -97,6 +123,8 @@ impl Chunker {
             max,
             mask_s,
             mask_l,
+            gear,
+            gear_ls,
         }
     }
 
@@ -126,7 +154,7 @@ impl Chunker {
             if start == end {
                 return Ok(total);
             }
-            let (_, cut) = v2020::cut(
+            let (_, cut) = v2020::cut_gear(
                 &self.buffer[start..end],
                 self.min,
                 self.avg,
@@ -135,6 +163,8 @@ impl Chunker {
                 self.mask_l,
                 self.mask_s << 1,
                 self.mask_l << 1,
+                &self.gear,
+                &self.gear_ls,
             );
             // `cut` is never 0 on a non-empty slice; were it, the rest is taken as one chunk
             // so that the loop always advances.
@@ -184,23 +214,35 @@ pub(crate) mod tests {
     #[test]
     fn the_cuts_are_those_of_fastcdc_over_the_whole_content() {
         let data = pseudo_random(45 * 1024 * 1024 + 123, 0x9e37_79b9_7f4a_7c15);
-        for sizes in [ChunkSizes::DEFAULT, ChunkSizes::UNRECORDED] {
-            cuts_match_fastcdc(&data, sizes);
+        let mut seeded = Vec::new();
+        for (sizes, seed) in [
+            (Chunking::DEFAULT, 0),
+            (Chunking::DEFAULT, 0x5eed_0fa7_e57a),
+            (Chunking::UNRECORDED, 0),
+        ] {
+            let cuts = cuts_match_fastcdc(&data, sizes, seed);
+            if sizes == Chunking::DEFAULT {
+                seeded.push(cuts);
+            }
         }
+        assert_ne!(seeded[0], seeded[1], "a seed moves the cut points");
     }
 
-    fn cuts_match_fastcdc(data: &[u8], sizes: ChunkSizes) {
-        let expected: Vec<usize> = v2020::FastCDC::new(
+    /// Checks the chunker's cuts against FastCDC's over the whole content; returns them.
+    fn cuts_match_fastcdc(data: &[u8], sizes: Chunking, seed: u64) -> Vec<usize> {
+        let expected: Vec<usize> = v2020::FastCDC::with_level_and_seed(
             data,
             sizes.min as usize,
             sizes.avg as usize,
             sizes.max as usize,
+            Normalization::Level1,
+            seed,
         )
         .map(|chunk| chunk.length)
         .collect();
         assert!(expected.len() > 20, "{} chunks", expected.len());
 
-        let mut chunker = Chunker::new(sizes);
+        let mut chunker = Chunker::new(sizes, seed);
         for step in [usize::MAX, 1024 * 1024 + 17] {
             let mut lengths = Vec::new();
             let mut joined = Vec::new();
@@ -211,7 +253,10 @@ pub(crate) mod tests {
                     true
                 })
                 .unwrap();
-            assert_eq!(lengths, expected, "{sizes:?}, read {step} bytes at a time");
+            assert_eq!(
+                lengths, expected,
+                "{sizes:?}, seed {seed}, read {step} bytes at a time"
+            );
             assert_eq!(total, data.len() as u64);
             assert!(joined == data, "the chunks put together are the content");
         }
@@ -236,13 +281,14 @@ pub(crate) mod tests {
             0
         );
         assert_eq!(none, 0);
+        expected
     }
 
     #[test]
     fn emit_returning_false_stops_the_reading() {
         let data = pseudo_random(20 * 1024 * 1024, 7);
         let mut seen = 0;
-        let total = Chunker::new(ChunkSizes::DEFAULT)
+        let total = Chunker::new(Chunking::DEFAULT, 0)
             .chunk(&data[..], |_| {
                 seen += 1;
                 false
@@ -254,21 +300,21 @@ pub(crate) mod tests {
 
     #[test]
     fn sizes_fastcdc_cannot_cut_to_are_named() {
-        assert_eq!(ChunkSizes::DEFAULT.check(), Ok(()));
-        assert_eq!(ChunkSizes::UNRECORDED.check(), Ok(()));
-        let odd = ChunkSizes {
+        assert_eq!(Chunking::DEFAULT.check(), Ok(()));
+        assert_eq!(Chunking::UNRECORDED.check(), Ok(()));
+        let odd = Chunking {
             avg: 256 * 1024 + 1,
-            ..ChunkSizes::DEFAULT
+            ..Chunking::DEFAULT
         };
         assert!(odd.check().unwrap_err().contains("avg = 262145"));
-        let huge = ChunkSizes {
+        let huge = Chunking {
             max: 64 * 1024 * 1024,
-            ..ChunkSizes::DEFAULT
+            ..Chunking::DEFAULT
         };
         assert!(huge.check().unwrap_err().contains("max = 67108864"));
-        let upside_down = ChunkSizes {
+        let upside_down = Chunking {
             min: 512 * 1024,
-            ..ChunkSizes::DEFAULT
+            ..Chunking::DEFAULT
         };
         assert!(upside_down.check().unwrap_err().contains("must grow"));
     }

@@ -162,6 +162,15 @@ impl MasterKey {
     pub(crate) fn chunk_id(&self, content: &[u8]) -> blake3::Hash {
         blake3::keyed_hash(&self.id, content)
     }
+
+    /// The seed of a keyed gear table (see `chunker::Gear::Keyed`): 64 bits derived from the
+    /// id key, never 0 (which would leave the table as it is).
+    pub(crate) fn gear_seed(&self) -> u64 {
+        let derived = blake3::derive_key("stowage 2026-12 chunker gear seed", &self.id);
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&derived[..8]);
+        u64::from_le_bytes(seed).max(1)
+    }
 }
 
 #[cfg(test)]

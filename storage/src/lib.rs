@@ -31,7 +31,7 @@ mod verify;
 pub use backup::{
     BackupOptions, BackupSummary, Progress, VolumeCheckpoint, VolumeSource, VolumeSummary,
 };
-pub use chunker::ChunkSizes;
+pub use chunker::{Chunking, Gear};
 pub use crypto::KdfParams;
 pub use delete::RemovedBackup;
 pub use error::{Error, Result};

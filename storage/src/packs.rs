@@ -556,7 +556,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::backup::{BackupOptions, VolumeSource};
-    use crate::chunker::ChunkSizes;
+    use crate::chunker::Chunking;
     use crate::chunker::tests::pseudo_random;
     use crate::crypto::KdfParams;
     use crate::location::{Location, LocationKind};
@@ -650,14 +650,10 @@ mod tests {
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
         config["version"] = 1.into();
-        config
-            .as_object_mut()
-            .unwrap()
-            .remove("chunk_sizes")
-            .unwrap();
+        config.as_object_mut().unwrap().remove("chunking").unwrap();
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
         let repo = Repository::open(&location, "pass").await.unwrap();
-        assert_eq!(repo.chunk_sizes(), ChunkSizes::UNRECORDED);
+        assert_eq!(repo.chunking(), Chunking::UNRECORDED);
         let content = b"written by a version-1 backup".repeat(100);
         let id = repo.key().chunk_id(&content).to_hex().to_string();
         repo.put_object(Kind::Chunk, &names::chunk(&id), &content)
@@ -708,14 +704,14 @@ mod tests {
         assert!(
             lengths[..lengths.len() - 1]
                 .iter()
-                .all(|&len| len >= ChunkSizes::UNRECORDED.min),
+                .all(|&len| len >= Chunking::UNRECORDED.min),
             "{lengths:?}"
         );
         let raised: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
         assert_eq!(
-            serde_json::from_value::<ChunkSizes>(raised["chunk_sizes"].clone()).unwrap(),
-            ChunkSizes::UNRECORDED
+            serde_json::from_value::<Chunking>(raised["chunking"].clone()).unwrap(),
+            Chunking::UNRECORDED
         );
         assert!(repo.verify("b1", 2).await.unwrap().is_ok());
         let target = tempfile::tempdir().unwrap();
@@ -749,7 +745,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_new_repository_records_its_chunk_sizes_and_cuts_to_them() {
+    async fn a_new_repository_records_how_it_cuts_and_cuts_so_with_a_gear_of_its_own() {
         let root = tempfile::tempdir().unwrap();
         let location = Location {
             kind: LocationKind::Local {
@@ -758,7 +754,7 @@ mod tests {
             prefix: "r".into(),
         };
         let repo = Repository::init(&location, "pass", KDF).await.unwrap();
-        assert_eq!(repo.chunk_sizes(), ChunkSizes::DEFAULT);
+        assert_eq!(repo.chunking(), Chunking::DEFAULT);
         let source = tempfile::tempdir().unwrap();
         std::fs::write(
             source.path().join("h"),
@@ -773,7 +769,7 @@ mod tests {
             .await
             .unwrap();
         let lengths = chunk_lengths(&repo, "b1", "h").await;
-        let sizes = ChunkSizes::DEFAULT;
+        let sizes = Chunking::DEFAULT;
         assert!(lengths.len() >= 6, "{lengths:?}");
         assert!(
             lengths[..lengths.len() - 1]
@@ -782,12 +778,58 @@ mod tests {
             "{lengths:?}"
         );
 
+        // Opened again, it cuts the same way: the same file is all known chunks.
+        let again = Repository::open(&location, "pass").await.unwrap();
+        let summary = again
+            .backup("b2", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(summary.progress.chunks_uploaded, 0);
+        assert_eq!(chunk_lengths(&again, "b2", "h").await, lengths);
+
+        // Another repository keys its gear otherwise, so the same file ends its chunks
+        // elsewhere; with the crate's table it cuts where FastCDC alone does.
+        let other_location = Location {
+            prefix: "other".into(),
+            ..location.clone()
+        };
+        let other = Repository::init(&other_location, "pass", KDF)
+            .await
+            .unwrap();
+        other
+            .backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_ne!(chunk_lengths(&other, "b1", "h").await, lengths);
+        let content = std::fs::read(source.path().join("h")).unwrap();
+        let unkeyed: Vec<u32> = fastcdc::v2020::FastCDC::new(
+            &content,
+            sizes.min as usize,
+            sizes.avg as usize,
+            sizes.max as usize,
+        )
+        .map(|chunk| chunk.length as u32)
+        .collect();
+        assert_ne!(unkeyed, lengths);
+        let other_config = root.path().join("other").join(CONFIG_OBJECT);
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&other_config).unwrap()).unwrap();
+        config["chunking"]["gear"] = "fastcdc".into();
+        std::fs::write(&other_config, serde_json::to_vec(&config).unwrap()).unwrap();
+        let unkeyed_repo = Repository::open(&other_location, "pass").await.unwrap();
+        unkeyed_repo
+            .backup("b2", "test", &volumes, &BackupOptions::default(), &|_| {})
+            .await
+            .unwrap();
+        assert_eq!(chunk_lengths(&unkeyed_repo, "b2", "h").await, unkeyed);
+
         // Sizes FastCDC cannot cut to make the config corrupt, by name.
         let config_path = root.path().join("r").join(CONFIG_OBJECT);
         let mut config: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-        assert_eq!(config["chunk_sizes"]["avg"], 256 * 1024);
-        config["chunk_sizes"]["max"] = (64u64 << 20).into();
+        assert_eq!(config["chunking"]["avg"], 256 * 1024);
+        assert_eq!(config["chunking"]["gear"], "keyed");
+        config["chunking"]["max"] = (64u64 << 20).into();
         std::fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
         let err = Repository::open(&location, "pass").await.unwrap_err();
         assert!(

@@ -15,7 +15,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
-use crate::chunker::ChunkSizes;
+use crate::chunker::{Chunker, Chunking, Gear};
 use crate::crypto::{self, KdfParams, MasterKey};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -48,13 +48,13 @@ struct RepoConfig {
     salt: String,
     /// The master key sealed under the passphrase's key, base64.
     master_key: String,
-    /// The sizes file content is cut to; [`ChunkSizes::UNRECORDED`] when absent.
-    #[serde(default = "unrecorded_chunk_sizes")]
-    chunk_sizes: ChunkSizes,
+    /// How file content is cut; [`Chunking::UNRECORDED`] when absent.
+    #[serde(default = "unrecorded_chunking")]
+    chunking: Chunking,
 }
 
-fn unrecorded_chunk_sizes() -> ChunkSizes {
-    ChunkSizes::UNRECORDED
+fn unrecorded_chunking() -> Chunking {
+    Chunking::UNRECORDED
 }
 
 /// Chunks a repository may hold for [`Repository::stored_chunks`] to list them in one go.
@@ -71,8 +71,8 @@ pub struct Repository {
     description: String,
     /// The format version of its config, raised to [`FORMAT_VERSION`] by the first backup.
     version: Arc<AtomicU32>,
-    /// What backups into it cut file content to.
-    chunk_sizes: ChunkSizes,
+    /// How backups into it cut file content.
+    chunking: Chunking,
 }
 
 impl std::fmt::Debug for Repository {
@@ -120,7 +120,7 @@ impl Repository {
             kdf,
             salt: BASE64.encode(salt),
             master_key: BASE64.encode(sealed),
-            chunk_sizes: ChunkSizes::DEFAULT,
+            chunking: Chunking::DEFAULT,
         };
         let body = serde_json::to_vec_pretty(&config).map_err(|err| Error::Corrupt {
             object: CONFIG_OBJECT.into(),
@@ -154,7 +154,7 @@ impl Repository {
             id,
             description,
             version: Arc::new(AtomicU32::new(FORMAT_VERSION)),
-            chunk_sizes: config.chunk_sizes,
+            chunking: config.chunking,
         })
     }
 
@@ -199,7 +199,7 @@ impl Repository {
                 supported: FORMAT_VERSION,
             });
         }
-        config.chunk_sizes.check().map_err(corrupt)?;
+        config.chunking.check().map_err(corrupt)?;
         let salt = BASE64
             .decode(&config.salt)
             .map_err(|err| corrupt(format!("salt: {err}")))?;
@@ -220,7 +220,7 @@ impl Repository {
             id: config.id,
             description,
             version: Arc::new(AtomicU32::new(config.version)),
-            chunk_sizes: config.chunk_sizes,
+            chunking: config.chunking,
         })
     }
 
@@ -258,9 +258,19 @@ impl Repository {
         &self.id
     }
 
-    /// The sizes backups into this repository cut file content to.
-    pub fn chunk_sizes(&self) -> ChunkSizes {
-        self.chunk_sizes
+    /// How backups into this repository cut file content.
+    pub fn chunking(&self) -> Chunking {
+        self.chunking
+    }
+
+    /// A chunker cutting as this repository does (its gear keyed with its master key when its
+    /// config says so).
+    pub(crate) fn chunker(&self) -> Chunker {
+        let seed = match self.chunking.gear {
+            Gear::Fastcdc => 0,
+            Gear::Keyed => self.key.gear_seed(),
+        };
+        Chunker::new(self.chunking, seed)
     }
 
     /// The location, for messages.
