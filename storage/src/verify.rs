@@ -1,9 +1,12 @@
 //! `verify`: re-reads a backup (manifest, every volume tree, every chunk) and checks every
 //! seal and hash, naming each damaged or missing object and the file it belongs to. Chunks are
 //! read in pack order, runs of them per request; a run with damage in it is read again chunk
-//! by chunk, so that each damaged chunk is named.
+//! by chunk, so that each damaged chunk is named. The header of every pack the backup's chunks
+//! lie in is read too and checked against the index, since garbage collection rebuilds the index
+//! from headers when an index object is lost.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tracing::instrument;
@@ -11,7 +14,7 @@ use tracing::instrument;
 use crate::chunk_reads::plan_reads;
 use crate::error::Result;
 use crate::names;
-use crate::packs::ChunkPlace;
+use crate::packs::{ChunkIndex, ChunkPlace, chunk_key};
 use crate::repository::Repository;
 use crate::tree::EntryKind;
 
@@ -22,6 +25,8 @@ pub struct VerifyReport {
     pub chunks_checked: u64,
     /// Bytes of chunk content checked.
     pub bytes_checked: u64,
+    /// Pack headers read and checked against the index.
+    pub packs_checked: u64,
     /// One line per problem, naming the object (and the file); empty when the backup is whole.
     pub problems: Vec<String>,
 }
@@ -76,6 +81,8 @@ impl Repository {
             Some(ChunkPlace::Packed { pack, offset, .. }) => (Some(pack.clone()), *offset),
             _ => (None, 0),
         });
+        self.check_pack_headers(index, &jobs, concurrency, &mut report)
+            .await;
         let reads = plan_reads(
             index,
             jobs.iter()
@@ -113,5 +120,68 @@ impl Repository {
         }
         report.problems.sort();
         Ok(report)
+    }
+
+    /// Reads the header of every pack that `jobs`' chunks lie in and checks that it records
+    /// each of them where the index says; each disagreement, or a header that cannot be read,
+    /// is a problem naming the pack.
+    async fn check_pack_headers(
+        &self,
+        index: &ChunkIndex,
+        jobs: &[(crate::tree::ChunkRef, String)],
+        concurrency: usize,
+        report: &mut VerifyReport,
+    ) {
+        let mut expected: BTreeMap<Arc<str>, Vec<(&str, u64, u64)>> = BTreeMap::new();
+        for (chunk, _) in jobs {
+            if let Some(ChunkPlace::Packed {
+                pack,
+                offset,
+                length,
+            }) = index.place(&chunk.id)
+            {
+                expected.entry(pack.clone()).or_default().push((
+                    chunk.id.as_str(),
+                    *offset,
+                    *length,
+                ));
+            }
+        }
+        let mut headers = futures::stream::iter(expected)
+            .map(|(pack, chunks)| async move {
+                let size = index.listed_packs.get(&*pack).map_or(0, |meta| meta.size);
+                (self.pack_header(&pack, size).await, pack, chunks)
+            })
+            .buffer_unordered(concurrency.max(1));
+        while let Some((header, pack, chunks)) = headers.next().await {
+            report.packs_checked += 1;
+            let recorded: HashMap<_, _> = match header {
+                Ok(header) => header
+                    .into_iter()
+                    .map(|chunk| (chunk.id, (chunk.offset, chunk.length)))
+                    .collect(),
+                Err(err) => {
+                    report
+                        .problems
+                        .push(format!("the header of a pack cannot be read: {err}"));
+                    continue;
+                }
+            };
+            for (id, offset, length) in chunks {
+                let found = chunk_key(id).and_then(|key| recorded.get(&key));
+                if found != Some(&(offset, length)) {
+                    report.problems.push(format!(
+                        "the header of `{}` does not record chunk `{id}` at bytes {offset}..{} \
+                         as the index does ({})",
+                        names::pack(&pack),
+                        offset + length,
+                        match found {
+                            Some((at, len)) => format!("it records {at}..{}", at + len),
+                            None => "it does not name it".into(),
+                        }
+                    ));
+                }
+            }
+        }
     }
 }

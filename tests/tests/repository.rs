@@ -478,17 +478,21 @@ async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restor
             .await
             .unwrap()
             .to_vec();
-        let mut bytes = original.clone();
-        bytes[((range.start + range.end) / 2) as usize] ^= 0x01;
-        store
-            .put(&pack_path, PutPayload::from(bytes))
-            .await
-            .unwrap();
+        // The one problem `verify` finds once byte `at` of the pack is flipped.
+        let only_problem_with_flipped = async |at: usize| {
+            let mut bytes = original.clone();
+            bytes[at] ^= 0x01;
+            store
+                .put(&pack_path, PutPayload::from(bytes))
+                .await
+                .unwrap();
+            let report = repo.verify("b1", 4).await.unwrap();
+            assert_eq!(report.problems.len(), 1, "{name}: {:?}", report.problems);
+            report.problems[0].clone()
+        };
 
         // A flipped byte: the one chunk it is in is named, with its pack and its file.
-        let report = repo.verify("b1", 4).await.unwrap();
-        let text = report.problems.join("\n");
-        assert_eq!(report.problems.len(), 1, "{name}: {text}");
+        let text = only_problem_with_flipped(((range.start + range.end) / 2) as usize).await;
         assert!(
             text.contains(&flipped)
                 && text.contains(&pack)
@@ -518,6 +522,14 @@ async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restor
         );
         assert_restore_fails_writing_nothing(&repo, "missing", name).await;
 
+        // A flipped byte in the pack's header (just before its 4-byte trailer): every chunk
+        // still reads, and the header is named, since an index rebuilt from it would be wrong.
+        let text = only_problem_with_flipped(original.len() - 5).await;
+        assert!(
+            text.contains("header") && text.contains(&pack),
+            "{name}: {text}"
+        );
+
         // Put back as it was, the backup is whole again.
         store
             .put(&pack_path, PutPayload::from(original))
@@ -525,6 +537,7 @@ async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restor
             .unwrap();
         let report = repo.verify("b1", 4).await.unwrap();
         assert!(report.is_ok(), "{name}: {:?}", report.problems);
+        assert!(report.packs_checked >= 1, "{name}: {report:?}");
     }
 }
 
