@@ -24,12 +24,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tracing::instrument;
 
+use crate::chunk_id::ChunkId;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::{ChunkKey, Packer, chunk_key};
+use crate::packs::Packer;
 use crate::repository::Repository;
 use crate::tree::{ChunkRef, Entry, EntryKind, Tree};
 
@@ -167,7 +168,7 @@ impl Repository {
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
             self.raise_format_version().await?;
-            let mut known = self.chunk_index().await?.keys();
+            let mut known = self.chunk_index().await?.ids();
             let mut totals = Progress::default();
             for volume in volumes {
                 self.backup_volume_locked(
@@ -223,7 +224,7 @@ impl Repository {
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
             self.raise_format_version().await?;
-            let mut known = self.chunk_index().await?.keys();
+            let mut known = self.chunk_index().await?.ids();
             let mut totals = Progress::default();
             let record = self
                 .backup_volume_locked(
@@ -279,7 +280,7 @@ impl Repository {
         volume: &VolumeSource,
         options: &BackupOptions,
         resume: Option<&VolumeCheckpoint>,
-        known: &mut HashSet<ChunkKey>,
+        known: &mut HashSet<ChunkId>,
         totals: &mut Progress,
         progress: &(dyn Fn(&Progress) + Send + Sync),
         checkpoint: &(dyn Fn(&VolumeCheckpoint) + Send + Sync),
@@ -291,9 +292,9 @@ impl Repository {
                     .entries
                     .iter()
                     .filter(|entry| match &entry.kind {
-                        EntryKind::File { chunks, .. } => chunks.iter().all(|chunk| {
-                            chunk_key(&chunk.id).is_some_and(|key| known.contains(&key))
-                        }),
+                        EntryKind::File { chunks, .. } => {
+                            chunks.iter().all(|chunk| known.contains(&chunk.id))
+                        }
                         _ => false,
                     })
                     .map(|entry| (entry.path.clone(), entry.clone()))
@@ -420,14 +421,14 @@ impl Repository {
     async fn store_chunk(
         &self,
         data: Vec<u8>,
-        known: Arc<Mutex<HashSet<ChunkKey>>>,
+        known: Arc<Mutex<HashSet<ChunkId>>>,
         packer: &Packer,
     ) -> Result<Outcome> {
         let key = self.key().clone();
         let (chunk, sealed) = tokio::task::spawn_blocking(move || {
-            let id = key.chunk_id(&data);
+            let id = ChunkId::from(key.chunk_id(&data));
             let chunk = ChunkRef {
-                id: id.to_hex().to_string(),
+                id,
                 len: data.len() as u32,
             };
             let new = known

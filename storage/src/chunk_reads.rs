@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::chunk_id::ChunkId;
 use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::names;
@@ -19,7 +20,7 @@ impl Repository {
     pub(crate) async fn read_chunk(
         &self,
         index: &ChunkIndex,
-        id: &str,
+        id: &ChunkId,
         file: &str,
     ) -> Result<Vec<u8>> {
         let (bytes, place) = match self.read_sealed_chunk(index, id).await {
@@ -31,7 +32,7 @@ impl Repository {
             other => other?,
         };
         let key = self.key().clone();
-        let id = id.to_string();
+        let id = *id;
         let file = file.to_string();
         tokio::task::spawn_blocking(move || open_chunk(&key, &id, &bytes, &place, &file))
             .await
@@ -72,7 +73,7 @@ impl Repository {
             })
             .collect();
         tokio::task::spawn_blocking(move || {
-            let place = |id: &str| format!("{} in {pack_name}", names::chunk(id));
+            let place = |id: &ChunkId| format!("{} in {pack_name}", names::chunk(id));
             parts
                 .into_iter()
                 .map(|(file, path, chunk, offset, length)| {
@@ -186,7 +187,7 @@ pub(crate) fn plan_reads<'a>(
 /// id; `file` names where it is used, for errors.
 fn open_chunk(
     key: &MasterKey,
-    id: &str,
+    id: &ChunkId,
     sealed: &[u8],
     place: &str,
     file: &str,
@@ -199,8 +200,8 @@ fn open_chunk(
             },
             other => other,
         })?;
-    let actual = key.chunk_id(&data).to_hex().to_string();
-    if actual != id {
+    let actual = ChunkId::from(key.chunk_id(&data));
+    if actual != *id {
         return Err(Error::Corrupt {
             object: format!("{place} (of file {file})"),
             what: format!("its content hashes to {actual}"),

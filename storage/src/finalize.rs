@@ -7,11 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::{info, instrument};
 
+use crate::chunk_id::ChunkId;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, VolumeRecord};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::{ChunkKey, chunk_key};
 use crate::repository::{FORMAT_VERSION, Repository};
 use crate::resources::ResourcesSummary;
 use crate::tree::{EntryKind, Tree};
@@ -42,7 +42,7 @@ impl Repository {
         names::check_name("backup id", backup)?;
         self.refuse_finalized(backup).await?;
         self.while_locked(backup, async {
-            let known = self.chunk_index().await?.keys();
+            let known = self.chunk_index().await?.ids();
             self.finalize_locked(backup, source, metadata, &known).await
         })
         .await
@@ -80,7 +80,7 @@ impl Repository {
         backup: &str,
         source: &str,
         metadata: BTreeMap<String, String>,
-        known: &HashSet<ChunkKey>,
+        known: &HashSet<ChunkId>,
     ) -> Result<Manifest> {
         let parts = self.staged_parts(backup).await?;
         if parts.volumes.is_empty() && !parts.resource_index {
@@ -143,7 +143,7 @@ impl Repository {
         &self,
         backup: &str,
         volume: &str,
-        known: &HashSet<ChunkKey>,
+        known: &HashSet<ChunkId>,
     ) -> Result<(VolumeRecord, Vec<String>)> {
         let name = names::volume_tree(backup, volume);
         let bytes = self.get_raw(&name).await?;
@@ -167,7 +167,7 @@ impl Repository {
                 record.bytes += size;
                 record.chunks += chunks.len() as u64;
                 for chunk in chunks {
-                    if !chunk_key(&chunk.id).is_some_and(|key| known.contains(&key)) {
+                    if !known.contains(&chunk.id) {
                         missing.push(format!(
                             "missing chunk `{}` (of file {volume}/{}): in no indexed pack",
                             chunk.id, entry.path

@@ -23,13 +23,12 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use tracing::{info, instrument};
 
+use crate::chunk_id::ChunkId;
 use crate::chunk_reads::READ_MAX;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
-use crate::packs::{
-    ChunkIndex, ChunkKey, IndexedPack, OpenPack, PACK_TARGET, PackedChunk, chunk_key,
-};
+use crate::packs::{ChunkIndex, IndexedPack, OpenPack, PACK_TARGET, PackedChunk};
 use crate::repository::Repository;
 use crate::tree::{EntryKind, Tree};
 
@@ -338,7 +337,10 @@ impl Repository {
         // Chunks of a version-1 repository, one object each.
         for meta in self.list(names::CHUNKS).await? {
             let id = meta.location.filename().unwrap_or_default();
-            if chunk_key(id).is_some_and(|key| referenced.contains(&key)) {
+            if id
+                .parse::<ChunkId>()
+                .is_ok_and(|id| referenced.contains(&id))
+            {
                 continue;
             }
             if young(&meta) {
@@ -372,7 +374,7 @@ impl Repository {
     async fn sweep_packs(
         &self,
         index: &ChunkIndex,
-        referenced: &HashSet<ChunkKey>,
+        referenced: &HashSet<ChunkId>,
         young: &(dyn Fn(&object_store::ObjectMeta) -> bool + Sync),
         report: &mut GcReport,
     ) -> Result<Vec<String>> {
@@ -390,7 +392,7 @@ impl Repository {
         // used in the first of them by pack id; its other copies are unreferenced bytes.
         let mut listed: Vec<_> = index.listed_packs.iter().collect();
         listed.sort_by(|a, b| a.0.cmp(b.0));
-        let mut claimed: HashSet<ChunkKey> = HashSet::new();
+        let mut claimed: HashSet<ChunkId> = HashSet::new();
         for (id, meta) in listed {
             let recorded = indexed
                 .get(id.as_str())
@@ -488,12 +490,11 @@ fn backup_of_lock(name: &str) -> Option<&str> {
     uuid.starts_with('-').then_some(backup)
 }
 
-/// Adds the chunks a tree refers to. An id that is not 64 hex digits names no stored chunk
-/// (every stored one has such an id), so it keeps nothing and is left for `verify` to report.
-fn mark(referenced: &mut HashSet<ChunkKey>, tree: Tree) {
+/// Adds the chunks a tree refers to.
+fn mark(referenced: &mut HashSet<ChunkId>, tree: Tree) {
     for entry in tree.entries {
         if let EntryKind::File { chunks, .. } = entry.kind {
-            referenced.extend(chunks.iter().filter_map(|chunk| chunk_key(&chunk.id)));
+            referenced.extend(chunks.iter().map(|chunk| chunk.id));
         }
     }
 }
@@ -542,7 +543,7 @@ mod tests {
     #[test]
     fn repacking_reads_neighbouring_chunks_together_up_to_the_read_size() {
         let chunk = |offset: u64, length: u64| PackedChunk {
-            id: blake3::hash(&offset.to_le_bytes()),
+            id: ChunkId::from(blake3::hash(&offset.to_le_bytes())),
             offset,
             length,
         };

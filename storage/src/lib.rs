@@ -8,6 +8,7 @@
 //! It knows nothing of the engine, of workflows or of Kubernetes: it moves bytes and trees.
 
 mod backup;
+mod chunk_id;
 mod chunk_reads;
 mod chunker;
 mod crypto;
@@ -31,6 +32,7 @@ mod verify;
 pub use backup::{
     BackupOptions, BackupSummary, Progress, VolumeCheckpoint, VolumeSource, VolumeSummary,
 };
+pub use chunk_id::{ChunkId, NotAChunkId};
 pub use chunker::{Chunking, Gear};
 pub use crypto::KdfParams;
 pub use delete::RemovedBackup;

@@ -1,6 +1,7 @@
 //! The names of objects inside a repository, in one place: backups, manifests, volume trees
 //! resource packs, chunks, packs and the chunk index, and the rule for the ids and names callers choose.
 
+use crate::chunk_id::ChunkId;
 use crate::error::{Error, Result};
 
 /// The folder of every backup.
@@ -47,8 +48,9 @@ pub(crate) fn volume_tree(backup: &str, volume: &str) -> String {
 
 /// `chunks/<first two hex digits>/<64 hex digits>`: a chunk's object in a version-1 repository,
 /// and in every version the name its sealed bytes are bound to (inside a pack too).
-pub(crate) fn chunk(id_hex: &str) -> String {
-    format!("{CHUNKS}/{}/{id_hex}", &id_hex[..2.min(id_hex.len())])
+pub(crate) fn chunk(id: &ChunkId) -> String {
+    let id_hex = id.to_hex();
+    format!("{CHUNKS}/{}/{id_hex}", &id_hex[..2])
 }
 
 /// `packs/<first two hex digits>/<32 hex digits>`.

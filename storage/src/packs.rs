@@ -20,6 +20,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::chunk_id::ChunkId;
 use crate::error::{Error, Result};
 use crate::names;
 use crate::object::{self, Kind};
@@ -32,39 +33,11 @@ const INDEX_READS_AT_ONCE: usize = 16;
 /// Bytes of the trailer that ends a pack: the sealed header's length, little-endian.
 const TRAILER_LEN: usize = 4;
 
-/// A chunk id as it is held in memory: the 32 bytes of the keyed BLAKE3 hash, not its 64 hex
-/// digits (a backup holds the id of every stored chunk, millions in a large repository).
-pub(crate) type ChunkKey = blake3::Hash;
-
-/// The key of chunk id `id`, or `None` when `id` is not 64 hex digits.
-pub(crate) fn chunk_key(id: &str) -> Option<ChunkKey> {
-    blake3::Hash::from_hex(id).ok()
-}
-
-/// Chunk keys as index objects write them: 64 hex digits.
-mod hex_key {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::{ChunkKey, chunk_key};
-
-    pub(super) fn serialize<S: Serializer>(key: &ChunkKey, to: S) -> Result<S::Ok, S::Error> {
-        to.serialize_str(key.to_hex().as_str())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(from: D) -> Result<ChunkKey, D::Error> {
-        let text = std::borrow::Cow::<str>::deserialize(from)?;
-        chunk_key(&text)
-            .ok_or_else(|| D::Error::custom(format!("chunk id `{text}` is not 64 hex digits")))
-    }
-}
-
 /// Where one chunk lies in its pack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PackedChunk {
-    /// The chunk's id (keyed BLAKE3 of its content, written in hex).
-    #[serde(with = "hex_key")]
-    pub(crate) id: ChunkKey,
+    /// The chunk's id.
+    pub(crate) id: ChunkId,
     /// Offset of its sealed bytes in the pack.
     pub(crate) offset: u64,
     /// Length of its sealed bytes.
@@ -131,7 +104,7 @@ fn decode_pack_header(body: &[u8]) -> std::result::Result<Vec<PackedChunk>, Stri
             length.copy_from_slice(length_bytes);
             let length = u64::from(u32::from_le_bytes(length));
             let chunk = PackedChunk {
-                id: blake3::Hash::from_bytes(id),
+                id: ChunkId::from_bytes(id),
                 offset,
                 length,
             };
@@ -157,7 +130,7 @@ pub(crate) enum ChunkPlace {
 /// Every chunk the repository holds, and where.
 #[derive(Debug, Default)]
 pub(crate) struct ChunkIndex {
-    places: HashMap<ChunkKey, ChunkPlace>,
+    places: HashMap<ChunkId, ChunkPlace>,
     /// The index objects read, by name, with what they hold (for garbage collection).
     pub(crate) objects: Vec<(String, IndexBody)>,
     /// Every pack listed, by id: its size and age.
@@ -166,12 +139,12 @@ pub(crate) struct ChunkIndex {
 
 impl ChunkIndex {
     /// Where chunk `id` is, if stored.
-    pub(crate) fn place(&self, id: &str) -> Option<&ChunkPlace> {
-        self.places.get(&chunk_key(id)?)
+    pub(crate) fn place(&self, id: &ChunkId) -> Option<&ChunkPlace> {
+        self.places.get(id)
     }
 
-    /// The keys of every stored chunk.
-    pub(crate) fn keys(&self) -> HashSet<ChunkKey> {
+    /// The ids of every stored chunk.
+    pub(crate) fn ids(&self) -> HashSet<ChunkId> {
         self.places.keys().copied().collect()
     }
 }
@@ -186,7 +159,7 @@ pub(crate) struct OpenPack {
 
 impl OpenPack {
     /// Appends a sealed chunk.
-    pub(crate) fn push(&mut self, id: ChunkKey, sealed: Bytes) {
+    pub(crate) fn push(&mut self, id: ChunkId, sealed: Bytes) {
         let length = sealed.len() as u64;
         self.chunks.push(PackedChunk {
             id,
@@ -220,7 +193,7 @@ pub(crate) struct Packer {
 impl Packer {
     /// Adds a sealed chunk to the open pack; when that makes it full, takes it (for the caller
     /// to upload) and opens a new one.
-    pub(crate) fn add(&self, id: ChunkKey, sealed: Bytes) -> Option<OpenPack> {
+    pub(crate) fn add(&self, id: ChunkId, sealed: Bytes) -> Option<OpenPack> {
         // The lock is held for a push and a comparison, which do not panic.
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.push(id, sealed);
@@ -274,7 +247,7 @@ impl Repository {
         index.places.extend(
             loose
                 .iter()
-                .filter_map(|id| Some((chunk_key(id)?, ChunkPlace::Loose))),
+                .filter_map(|id| Some((id.parse().ok()?, ChunkPlace::Loose))),
         );
         for (_, body) in &objects {
             for pack in &body.packs {
@@ -378,7 +351,7 @@ impl Repository {
     pub(crate) async fn pack_chunk(
         &self,
         packer: &Packer,
-        id: ChunkKey,
+        id: ChunkId,
         sealed: Bytes,
     ) -> Result<()> {
         if let Some(full) = packer.add(id, sealed) {
@@ -434,13 +407,16 @@ impl Repository {
 
     /// Where chunk `id` is stored: the object that holds it and the range of its sealed bytes
     /// in that object; `None` when the repository does not hold it.
-    pub async fn locate_chunk(&self, id: &str) -> Result<Option<(String, Range<u64>)>> {
+    pub async fn locate_chunk(&self, id: &ChunkId) -> Result<Option<(String, Range<u64>)>> {
         Ok(self.locate_chunks(&[id]).await?.pop().flatten())
     }
 
     /// [`Repository::locate_chunk`] for several chunks, loading the index once: for
     /// diagnostics and tests.
-    pub async fn locate_chunks(&self, ids: &[&str]) -> Result<Vec<Option<(String, Range<u64>)>>> {
+    pub async fn locate_chunks(
+        &self,
+        ids: &[&ChunkId],
+    ) -> Result<Vec<Option<(String, Range<u64>)>>> {
         let index = self.chunk_index().await?;
         self.locate_in(&index, ids).await
     }
@@ -450,7 +426,7 @@ impl Repository {
     async fn locate_in(
         &self,
         index: &ChunkIndex,
-        ids: &[&str],
+        ids: &[&ChunkId],
     ) -> Result<Vec<Option<(String, Range<u64>)>>> {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
@@ -482,22 +458,15 @@ impl Repository {
 
     /// Every chunk the repository holds, with the bytes it takes as stored (sealed): for
     /// diagnostics and tests.
-    pub async fn stored_chunk_sizes(&self) -> Result<BTreeMap<String, u64>> {
+    pub async fn stored_chunk_sizes(&self) -> Result<BTreeMap<ChunkId, u64>> {
         let index = self.chunk_index().await?;
-        let ids: Vec<String> = index
-            .places
-            .keys()
-            .map(|key| key.to_hex().to_string())
-            .collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ids: Vec<&ChunkId> = index.places.keys().collect();
         Ok(self
             .locate_in(&index, &ids)
             .await?
             .into_iter()
             .zip(&ids)
-            .filter_map(|(place, id)| {
-                place.map(|(_, range)| (id.to_string(), range.end - range.start))
-            })
+            .filter_map(|(place, id)| place.map(|(_, range)| (**id, range.end - range.start)))
             .collect())
     }
 
@@ -532,7 +501,7 @@ impl Repository {
     pub(crate) async fn read_sealed_chunk(
         &self,
         index: &ChunkIndex,
-        id: &str,
+        id: &ChunkId,
     ) -> Result<(Bytes, String)> {
         let name = names::chunk(id);
         match index.place(id) {
@@ -582,7 +551,7 @@ mod tests {
             .iter()
             .scan(0u64, |offset, (seed, length)| {
                 let chunk = PackedChunk {
-                    id: blake3::hash(&[*seed]),
+                    id: blake3::hash(&[*seed]).into(),
                     offset: *offset,
                     length: *length,
                 };
@@ -612,7 +581,7 @@ mod tests {
             id: "p".into(),
             size: 10,
             chunks: vec![PackedChunk {
-                id: blake3::hash(b"c"),
+                id: blake3::hash(b"c").into(),
                 offset: 0,
                 length: 6,
             }],
@@ -655,7 +624,7 @@ mod tests {
         let repo = Repository::open(&location, "pass").await.unwrap();
         assert_eq!(repo.chunking(), Chunking::UNRECORDED);
         let content = b"written by a version-1 backup".repeat(100);
-        let id = repo.key().chunk_id(&content).to_hex().to_string();
+        let id = ChunkId::from(repo.key().chunk_id(&content));
         repo.put_object(Kind::Chunk, &names::chunk(&id), &content)
             .await
             .unwrap();

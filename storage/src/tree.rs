@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk_id::ChunkId;
+
 /// The stored tree of one volume (the object `backups/<id>/volumes/<name>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
@@ -55,11 +57,11 @@ pub enum EntryKind {
     },
 }
 
-/// A chunk of a file: its id (keyed BLAKE3, hex) and its length.
+/// A chunk of a file: its id and its length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    /// The chunk id, 64 hex digits.
-    pub id: String,
+    /// The chunk id (written as 64 hex digits).
+    pub id: ChunkId,
     /// Bytes of content.
     pub len: u32,
 }

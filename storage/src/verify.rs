@@ -11,10 +11,11 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tracing::instrument;
 
+use crate::chunk_id::ChunkId;
 use crate::chunk_reads::plan_reads;
 use crate::error::Result;
 use crate::names;
-use crate::packs::{ChunkIndex, ChunkPlace, chunk_key};
+use crate::packs::{ChunkIndex, ChunkPlace};
 use crate::repository::Repository;
 use crate::tree::EntryKind;
 
@@ -60,7 +61,7 @@ impl Repository {
             for entry in tree.entries {
                 if let EntryKind::File { chunks, .. } = entry.kind {
                     for chunk in chunks {
-                        if seen.insert(chunk.id.clone()) {
+                        if seen.insert(chunk.id) {
                             jobs.push((chunk, format!("{}/{}", volume.name, entry.path)));
                         }
                     }
@@ -132,7 +133,7 @@ impl Repository {
         concurrency: usize,
         report: &mut VerifyReport,
     ) {
-        let mut expected: BTreeMap<Arc<str>, Vec<(&str, u64, u64)>> = BTreeMap::new();
+        let mut expected: BTreeMap<Arc<str>, Vec<(ChunkId, u64, u64)>> = BTreeMap::new();
         for (chunk, _) in jobs {
             if let Some(ChunkPlace::Packed {
                 pack,
@@ -140,11 +141,10 @@ impl Repository {
                 length,
             }) = index.place(&chunk.id)
             {
-                expected.entry(pack.clone()).or_default().push((
-                    chunk.id.as_str(),
-                    *offset,
-                    *length,
-                ));
+                expected
+                    .entry(pack.clone())
+                    .or_default()
+                    .push((chunk.id, *offset, *length));
             }
         }
         let mut headers = futures::stream::iter(expected)
@@ -168,7 +168,7 @@ impl Repository {
                 }
             };
             for (id, offset, length) in chunks {
-                let found = chunk_key(id).and_then(|key| recorded.get(&key));
+                let found = recorded.get(&id);
                 if found != Some(&(offset, length)) {
                     report.problems.push(format!(
                         "the header of `{}` does not record chunk `{id}` at bytes {offset}..{} \

@@ -460,14 +460,15 @@ async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restor
                 .iter()
                 .find_map(|entry| match &entry.kind {
                     stowage_storage::EntryKind::File { chunks, .. } if entry.path == file => {
-                        Some(chunks[0].id.clone())
+                        Some(chunks[0].id)
                     }
                     _ => None,
                 })
                 .unwrap()
         };
-        let flipped = chunk_of("etc/conf.d/app.conf");
-        let (pack, range) = repo.locate_chunk(&flipped).await.unwrap().unwrap();
+        let flipped_id = chunk_of("etc/conf.d/app.conf");
+        let flipped = flipped_id.to_string();
+        let (pack, range) = repo.locate_chunk(&flipped_id).await.unwrap().unwrap();
         assert!(pack.starts_with("packs/"), "{name}: {pack}");
         let pack_path = ObjectPath::from(pack.as_str());
         let original = store
@@ -503,7 +504,7 @@ async fn verify_names_a_flipped_byte_and_the_chunks_of_a_missing_pack_and_restor
 
         // The pack gone: every chunk it held is missing, each named with its file.
         store.delete(&pack_path).await.unwrap();
-        let missing = chunk_of("data/sparse.img");
+        let missing = chunk_of("data/sparse.img").to_string();
         let report = repo.verify("b1", 4).await.unwrap();
         let text = report.problems.join("\n");
         assert!(report.problems.len() >= 2, "{name}: {text}");
@@ -975,7 +976,7 @@ async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next
             .backup("b1", "test", &volumes, &BackupOptions::default(), &|_| {})
             .await
             .unwrap();
-        let ids: Vec<String> = repo
+        let ids: Vec<stowage_storage::ChunkId> = repo
             .volume_tree("b1", "many")
             .await
             .unwrap()
@@ -983,14 +984,14 @@ async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next
             .iter()
             .flat_map(|entry| match &entry.kind {
                 stowage_storage::EntryKind::File { chunks, .. } => {
-                    chunks.iter().map(|chunk| chunk.id.clone()).collect()
+                    chunks.iter().map(|chunk| chunk.id).collect()
                 }
                 _ => Vec::new(),
             })
             .collect();
         assert!(ids.len() > SMALL, "{name}: {} chunks", ids.len());
         assert_eq!(first.progress.chunks_uploaded, ids.len() as u64, "{name}");
-        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let id_refs: Vec<&stowage_storage::ChunkId> = ids.iter().collect();
         let places = repo.locate_chunks(&id_refs).await.unwrap();
         let mut per_pack: std::collections::BTreeMap<String, u64> = Default::default();
         for place in &places {

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::json;
-use stowage_storage::{Location, Repository, STALE_LOCK};
+use stowage_storage::{ChunkId, Location, Repository, STALE_LOCK};
 use stowage_workflows::backup::delete::{DeleteValidated, ObjectsDeleted, Pruned};
 use stowage_workflows::backup::{DELETE_WORKFLOW, delete_workflow};
 use stowage_workflows::entity::Kind;
@@ -81,7 +81,7 @@ async fn deleting_a_backup_removes_only_its_own_chunks_and_completes_when_repeat
         write_backup(&repo, "b", "nightly-b", "c1", &[("v", source_b.path())], 0).await;
         let chunks_a = chunks_of(&repo, "a").await;
         let chunks_b = chunks_of(&repo, "b").await;
-        let only_a: BTreeSet<String> = chunks_a.difference(&chunks_b).cloned().collect();
+        let only_a: BTreeSet<ChunkId> = chunks_a.difference(&chunks_b).cloned().collect();
         assert!(!only_a.is_empty(), "{name}: `a` has chunks of its own");
         assert!(
             chunks_a.intersection(&chunks_b).next().is_some(),
@@ -160,9 +160,9 @@ async fn an_incomplete_backup_is_deleted_and_a_crashed_backups_lock_is_reported(
         // A backup whose process died after one volume: a tree and chunks, no manifest, and
         // the lock it never removed.
         let store = backend.location.open().unwrap();
-        let before: BTreeSet<String> = chunk_sizes(&repo).await.into_keys().collect();
+        let before: BTreeSet<ChunkId> = chunk_sizes(&repo).await.into_keys().collect();
         stage_volume(&repo, "crashed", "v", crashed.path()).await;
-        let crashed_chunks: BTreeSet<String> = chunk_sizes(&repo)
+        let crashed_chunks: BTreeSet<ChunkId> = chunk_sizes(&repo)
             .await
             .into_keys()
             .filter(|id| !before.contains(id))

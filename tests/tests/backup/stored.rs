@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use stowage_storage::{
-    BackupOptions, EntryKind, Location, LocationKind, Manifest, Repository, ResourceRecord, Tree,
-    VolumeSource,
+    BackupOptions, ChunkId, EntryKind, Location, LocationKind, Manifest, Repository,
+    ResourceRecord, Tree, VolumeSource,
 };
 use stowage_tests::services;
 use stowage_workflows::backup::BackupSpec;
@@ -125,7 +125,7 @@ pub async fn write_backup(
 }
 
 /// The chunk ids a tree refers to.
-fn tree_chunks(tree: Tree) -> BTreeSet<String> {
+fn tree_chunks(tree: Tree) -> BTreeSet<ChunkId> {
     tree.entries
         .into_iter()
         .flat_map(|entry| match entry.kind {
@@ -136,7 +136,7 @@ fn tree_chunks(tree: Tree) -> BTreeSet<String> {
 }
 
 /// The chunk ids finished backup `backup` refers to.
-pub async fn chunks_of(repo: &Repository, backup: &str) -> BTreeSet<String> {
+pub async fn chunks_of(repo: &Repository, backup: &str) -> BTreeSet<ChunkId> {
     let mut chunks = BTreeSet::new();
     for volume in repo.manifest(backup).await.unwrap().volumes {
         chunks.extend(tree_chunks(
@@ -147,6 +147,6 @@ pub async fn chunks_of(repo: &Repository, backup: &str) -> BTreeSet<String> {
 }
 
 /// Every stored chunk's stored size, by id.
-pub async fn chunk_sizes(repo: &Repository) -> BTreeMap<String, u64> {
+pub async fn chunk_sizes(repo: &Repository) -> BTreeMap<ChunkId, u64> {
     repo.stored_chunk_sizes().await.unwrap()
 }
