@@ -364,12 +364,11 @@ impl Repository {
 
     /// Decides the fate of every pack and writes the index that follows: a pack none of whose
     /// chunks is referenced (or only holds second copies) goes once it is older than the grace
-    /// window; an old one with at
-    /// least [`REPACK_UNUSED_SHARE`] of its bytes unreferenced has its referenced chunks copied
-    /// (sealed as they are) into new packs and goes; a pack no index names (a run that died
-    /// before its index, or a lost index object) is read by its header once out of the grace
-    /// window, and indexed again when it holds referenced chunks. Every surviving pack is then
-    /// recorded in one new index object, which replaces the ones read. Returns the objects to
+    /// window; an old one with at least [`REPACK_UNUSED_SHARE`] of its bytes unreferenced has its
+    /// referenced chunks copied (sealed as they are) into new packs and goes; a pack no index names
+    /// (a run that died before its index, or a lost index object) is read by its header once out of
+    /// the grace window, and indexed again when it holds referenced chunks. Every surviving pack is
+    /// then recorded in one new index object, which replaces the ones read. Returns the objects to
     /// delete (the index's old objects are already gone).
     async fn sweep_packs(
         &self,

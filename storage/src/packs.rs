@@ -365,14 +365,21 @@ impl Repository {
     /// object (a checkpoint's): after it, each chunk given to the packer before is stored and
     /// indexed (or still in an upload in flight, indexed by a later flush).
     pub(crate) async fn flush_packs(&self, packer: &Packer) -> Result<()> {
+        self.close_open_pack(packer).await?;
+        let packs = packer.take_uploaded();
+        if let Some(object) = self.write_index(&packs).await? {
+            packer.indexed(packs, object);
+        }
+        Ok(())
+    }
+
+    /// Uploads the open pack, if it holds anything, and records it among the run's packs
+    /// waiting for an index object.
+    async fn close_open_pack(&self, packer: &Packer) -> Result<()> {
         let open = packer.take_open();
         if !open.is_empty() {
             let uploaded = self.upload_pack(open).await?;
             packer.uploaded(uploaded);
-        }
-        let packs = packer.take_uploaded();
-        if let Some(object) = self.write_index(&packs).await? {
-            packer.indexed(packs, object);
         }
         Ok(())
     }
@@ -384,11 +391,7 @@ impl Repository {
     /// point leaves every pack indexed; a checkpoint object that cannot be deleted only waits
     /// for the next garbage collection, which merges all index objects into one.
     pub(crate) async fn finish_packs(&self, packer: &Packer) -> Result<()> {
-        let open = packer.take_open();
-        if !open.is_empty() {
-            let uploaded = self.upload_pack(open).await?;
-            packer.uploaded(uploaded);
-        }
+        self.close_open_pack(packer).await?;
         let (mut packs, checkpoints) = packer.take_indexed();
         let uploaded = packer.take_uploaded();
         if uploaded.is_empty() && checkpoints.len() <= 1 {

@@ -17,7 +17,7 @@ use crate::error::Result;
 use crate::names;
 use crate::packs::{ChunkIndex, ChunkPlace};
 use crate::repository::Repository;
-use crate::tree::EntryKind;
+use crate::tree::{ChunkRef, EntryKind};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,7 @@ impl Repository {
     async fn check_pack_headers(
         &self,
         index: &ChunkIndex,
-        jobs: &[(crate::tree::ChunkRef, String)],
+        jobs: &[(ChunkRef, String)],
         concurrency: usize,
         report: &mut VerifyReport,
     ) {

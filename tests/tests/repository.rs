@@ -80,6 +80,16 @@ pub(crate) async fn backends(test: &str) -> Vec<Backend> {
 }
 
 /// Deterministic bytes that do not compress to nothing.
+/// The names of the objects under `folder`, as the store lists them.
+pub(crate) async fn folder_objects(store: &Arc<dyn ObjectStore>, folder: &str) -> Vec<String> {
+    store
+        .list(Some(&ObjectPath::from(folder)))
+        .map_ok(|meta| meta.location.to_string())
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed
         .wrapping_mul(6364136223846793005)
@@ -779,20 +789,7 @@ async fn garbage_collection_rewrites_a_mostly_unreferenced_pack_and_reindexes_on
             .await
             .unwrap();
         let store = backend.location.open().unwrap();
-        let listed = |folder: &'static str| {
-            let store = store.clone();
-            async move {
-                let metas: Vec<_> = store
-                    .list(Some(&ObjectPath::from(folder)))
-                    .try_collect()
-                    .await
-                    .unwrap();
-                metas
-                    .into_iter()
-                    .map(|meta| meta.location.to_string())
-                    .collect::<Vec<_>>()
-            }
-        };
+        let listed = |folder: &'static str| folder_objects(&store, folder);
         // One pack holds both files; the backup that keeps only one of them reuses its chunks.
         repo.backup("a", "t", &volume(both.path()), &options, &|_| {})
             .await
@@ -923,14 +920,7 @@ async fn garbage_collection_drops_the_second_copy_of_chunks_two_runs_stored_at_o
             .await
             .unwrap();
         let store = backend.location.open().unwrap();
-        let packs = |store: Arc<dyn ObjectStore>| async move {
-            let listed: Vec<_> = store
-                .list(Some(&ObjectPath::from("packs")))
-                .try_collect()
-                .await
-                .unwrap();
-            listed.len()
-        };
+        let packs = async |store: Arc<dyn ObjectStore>| folder_objects(&store, "packs").await.len();
         assert_eq!(packs(store.clone()).await, 2, "{name}");
         let report = repo
             .collect_garbage(std::time::Duration::ZERO)
@@ -1000,11 +990,7 @@ async fn chunks_share_packs_and_a_lost_pack_loses_only_its_chunks_which_the_next
             *per_pack.entry(object).or_default() += 1;
         }
         let store = backend.location.open().unwrap();
-        let listed: Vec<_> = store
-            .list(Some(&ObjectPath::from("packs")))
-            .try_collect()
-            .await
-            .unwrap();
+        let listed = folder_objects(&store, "packs").await;
         assert_eq!(listed.len(), per_pack.len(), "{name}: {per_pack:?}");
         assert!(per_pack.len() >= 2, "{name}: {per_pack:?}");
 

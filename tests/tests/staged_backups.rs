@@ -14,7 +14,9 @@ use stowage_storage::{
     VolumeSource,
 };
 
-use crate::repository::{PASSPHRASE, TEST_KDF, assert_same_tree, backends, make_tree, noise};
+use crate::repository::{
+    PASSPHRASE, TEST_KDF, assert_same_tree, backends, folder_objects, make_tree, noise,
+};
 
 fn options() -> BackupOptions {
     BackupOptions {
@@ -146,12 +148,12 @@ async fn finalize_names_a_missing_chunk_and_writes_no_manifest() {
             .unwrap();
         let store = backend.location.open().unwrap();
         // The file's one pack gone (1.5 MB is far below a pack's size).
-        let packs: Vec<_> =
-            futures::TryStreamExt::try_collect(store.list(Some(&ObjectPath::from("packs"))))
-                .await
-                .unwrap();
+        let packs = folder_objects(&store, "packs").await;
         assert_eq!(packs.len(), 1, "{name}: {packs:?}");
-        store.delete(&packs[0].location).await.unwrap();
+        store
+            .delete(&ObjectPath::from(packs[0].as_str()))
+            .await
+            .unwrap();
         let err = repo
             .finalize_backup("b1", "x", BTreeMap::new())
             .await
@@ -195,10 +197,7 @@ async fn a_run_leaves_one_index_object_however_many_checkpoints_it_made() {
         // Every checkpoint wrote an index object; the run's last one replaced them.
         assert!(checkpoints.into_inner() >= 6, "{name}");
         let store = backend.location.open().unwrap();
-        let index: Vec<_> =
-            futures::TryStreamExt::try_collect(store.list(Some(&ObjectPath::from("index"))))
-                .await
-                .unwrap();
+        let index = folder_objects(&store, "index").await;
         assert_eq!(index.len(), 1, "{name}: {index:?}");
         repo.finalize_backup("b1", "t", BTreeMap::new())
             .await

@@ -5,12 +5,10 @@
 //! left by a crashed backup is reported instead of silently deferring the collection.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde_json::json;
 use stowage_storage::{ChunkId, Location, Repository, STALE_LOCK};
 use stowage_workflows::backup::delete::{DeleteValidated, ObjectsDeleted, Pruned};
@@ -22,7 +20,7 @@ use super::server::Server;
 use super::stored::{
     backends_for_workflows, chunk_sizes, chunks_of, location_spec, stage_volume, write_backup,
 };
-use crate::repository::{PASSPHRASE, TEST_KDF, assert_same_tree, make_tree, noise};
+use crate::repository::{PASSPHRASE, TEST_KDF, assert_same_tree, folder_objects, make_tree, noise};
 
 /// A server running the delete workflow with the given grace window, and the id of the
 /// location entity it has for `location`.
@@ -247,14 +245,4 @@ async fn a_bad_input_fails_the_run_naming_the_field() {
 /// What a deletion's delete_objects step reports.
 fn deleted(manifest: bool, objects: u64) -> ObjectsDeleted {
     ObjectsDeleted { manifest, objects }
-}
-
-/// The names of the objects under `folder`.
-async fn folder_objects(store: &Arc<dyn ObjectStore>, folder: &str) -> Vec<String> {
-    store
-        .list(Some(&ObjectPath::from(folder)))
-        .map_ok(|meta| meta.location.to_string())
-        .try_collect()
-        .await
-        .unwrap()
 }
